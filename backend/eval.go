@@ -1,0 +1,303 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"asbm/backend/asbm"
+	"asbm/backend/data"
+	"asbm/backend/metrics"
+)
+
+// evalNFEs are the step counts of the quality table (issue 2; asbm.md §6.3.4).
+var evalNFEs = []int{1, 2, 4, 8, 16, 32, 100}
+
+// evalMethods are the table's rows: ASBM with both samplers, the distilled generator (NFE 1 only),
+// and the memoryless baseline with both samplers.
+var evalMethods = []struct{ name, net, sampler string }{
+	{"asbm-sde", "asbm", "sde"},
+	{"asbm-ode", "asbm", "ode"},
+	{"distilled", "asbm", "gen"},
+	{"baseline-sde", "baseline", "sde"},
+	{"baseline-ode", "baseline", "ode"},
+}
+
+// evalReport is what `backend eval --json` prints.
+type evalReport struct {
+	Model       string  `json:"model"`
+	Dataset     string  `json:"dataset"`
+	Points      int     `json:"points"`
+	Projections int     `json:"projections"`
+	Seed        uint64  `json:"seed"`
+	NFE         []int   `json:"nfe"`
+	SWDFloor    float64 `json:"swd_floor"` // SWD between two held-out sets of the same size: the noise floor
+	// SWD[method][i] is the sliced-Wasserstein-2 distance to held-out data at NFE[i]; null where the
+	// method has no such NFE (the distilled generator is one step).
+	SWD          map[string][]*float64   `json:"swd"`
+	Straightness map[string]pathStats    `json:"straightness"`
+	Coupling     map[string]couplingStat `json:"coupling"`
+	Inversion    map[string]float64      `json:"inversion,omitempty"`
+	Terminal     asbm.TerminalStats      `json:"terminal"`
+	Seconds      float64                 `json:"seconds"`
+}
+
+// pathStats is the straightness of PF-ODE paths (asbm.md §6.3.5).
+type pathStats struct {
+	S           float64 `json:"S"`
+	LengthRatio float64 `json:"length_ratio"`
+	Steps       int     `json:"steps"`
+	Points      int     `json:"points"`
+}
+
+// couplingStat summarises a data–prior coupling (asbm.md §6.3 items 2 and 7).
+type couplingStat struct {
+	Dot       float64 `json:"dot"`       // E[x0·x1]
+	Transport float64 `json:"transport"` // E‖x0 − x1‖²
+	Residual  float64 `json:"residual"`  // E‖x1 − α1 x0‖²
+	CrossCov  float64 `json:"cross_cov"` // mean per-coordinate Cov(x0, x1)
+}
+
+func runEval(args []string, stdout io.Writer) error {
+	fs := newFlags("eval")
+	path := fs.String("model", "", "model file written by `backend train`")
+	asJSON := fs.Bool("json", false, "print JSON instead of tables")
+	n := fs.Int("n", 4000, "generated and held-out points per SWD")
+	proj := fs.Int("projections", 1000, "random directions of the sliced Wasserstein distance")
+	seed := fs.Uint64("seed", 1, "seed of noise, held-out data and projections")
+	pathSteps := fs.Int("path-steps", 200, "Heun steps of the straightness trajectories")
+	pathPoints := fs.Int("path-points", 500, "trajectories for straightness")
+	pairs := fs.Int("pairs", 1500, "points of the coupling, Sinkhorn and inversion tests")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	for k, v := range map[string]int{"--n": *n, "--projections": *proj, "--path-steps": *pathSteps, "--path-points": *pathPoints, "--pairs": *pairs} {
+		if v < 2 {
+			return usagef("%s must be ≥ 2, got %d", k, v)
+		}
+	}
+	m, err := loadModel(*path)
+	if err != nil {
+		return err
+	}
+	if m.nets[netControl] == nil || m.nets[netBaseline] == nil || m.nets[netGen] == nil {
+		return fmt.Errorf("%s lacks a network the table needs (it has %v): train it to the end with `backend train`", *path, sortedKeys(m.nets))
+	}
+	toy, err := data.Toy(m.dataset())
+	if err != nil {
+		return fmt.Errorf("%s: its data set %q: %v", *path, m.dataset(), err)
+	}
+	start := time.Now()
+	rep, err := evaluate(m, toy, evalOptions{n: *n, proj: *proj, seed: *seed, pathSteps: *pathSteps, pathPoints: *pathPoints, pairs: *pairs})
+	if err != nil {
+		return err
+	}
+	rep.Model = *path
+	rep.Seconds = time.Since(start).Seconds()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printReport(stdout, rep)
+	return nil
+}
+
+type evalOptions struct {
+	n, proj, pathSteps, pathPoints, pairs int
+	seed                                  uint64
+}
+
+// heldOut draws n data points from their own stream, apart from any training seed.
+func heldOut(toy data.Sampler, n int, seed uint64) []float32 {
+	x := make([]float32, 2*n)
+	toy(rand.New(rand.NewPCG(seed, 0x68656c64)), x)
+	return x
+}
+
+func evaluate(m *model, toy data.Sampler, o evalOptions) (*evalReport, error) {
+	d := m.nets[netScore].Arch.Dim
+	rep := &evalReport{Dataset: m.dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs,
+		SWD: map[string][]*float64{}, Straightness: map[string]pathStats{}, Coupling: map[string]couplingStat{}}
+	ref := heldOut(toy, o.n, o.seed)
+	rep.SWDFloor = metrics.SlicedW2(ref, heldOut(toy, o.n, o.seed+1), d, o.proj, o.seed)
+
+	// The SWD table: one job per (method, NFE), run on all cores.
+	type job struct {
+		method string
+		i      int
+		r      request
+	}
+	var jobs []job
+	for _, me := range evalMethods {
+		rep.SWD[me.name] = make([]*float64, len(evalNFEs))
+		for i, nfe := range evalNFEs {
+			if me.sampler == "gen" && nfe != 1 || me.sampler != "gen" && me.net == "asbm" && nfe == 1 {
+				continue // NFE 1 of ASBM is the generator's row
+			}
+			sampler := me.sampler
+			if sampler == "gen" {
+				sampler = "sde"
+			}
+			jobs = append(jobs, job{me.name, i, request{net: me.net, sampler: sampler, nfe: nfe, n: o.n, seed: o.seed}})
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	parallel(len(jobs), func(k int) {
+		j := jobs[k]
+		pts, err := sampleCPU(m, j.r, nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			firstErr = err
+			return
+		}
+		v := metrics.SlicedW2(pts, ref, d, o.proj, o.seed)
+		rep.SWD[j.method][j.i] = &v
+	})
+	if firstErr != nil {
+		return nil, firstErr
+	}
+
+	// Straightness of PF-ODE paths, ASBM against the baseline (asbm.md §6.3.5).
+	z := asbm.SamplePrior(asbm.NewNoise(o.seed+2), o.pathPoints, d)
+	for _, p := range []struct {
+		name           string
+		score, control asbm.Net
+		vp             asbm.VP
+	}{{"asbm-ode", m.net(netScore), m.net(netControl), m.vp}, {"baseline-ode", m.net(netBaseline), nil, m.baseVP}} {
+		traj, err := asbm.SampleODETrajectory(p.score, p.control, p.vp, z, o.pathSteps)
+		if err != nil {
+			return nil, err
+		}
+		s, ratio := metrics.Straightness(traj, asbm.BackwardGrid(o.pathSteps), d)
+		rep.Straightness[p.name] = pathStats{S: s, LengthRatio: ratio, Steps: o.pathSteps, Points: o.pathPoints}
+	}
+
+	// Couplings: the learned ASBM one (data encoded by the forward SDE with the control), the
+	// memoryless baseline's, the independent one, and the discrete SB plan (asbm.md §6.3 items 2, 7).
+	x0 := heldOut(toy, o.pairs, o.seed+3)
+	alpha1 := m.vp.Alpha(1)
+	stat := func(s metrics.Stats) couplingStat {
+		return couplingStat{Dot: s.Dot, Transport: s.Transport, Residual: s.Residual, CrossCov: s.CrossCov}
+	}
+	x1, err := asbm.Encode(m.net(netControl), m.vp, x0, d, 100, asbm.NewNoise(o.seed+4))
+	if err != nil {
+		return nil, err
+	}
+	rep.Coupling["asbm"] = stat(metrics.CouplingStats(x0, x1, d, alpha1))
+	x1b, err := asbm.Encode(nil, m.baseVP, x0, d, 100, asbm.NewNoise(o.seed+4))
+	if err != nil {
+		return nil, err
+	}
+	rep.Coupling["baseline"] = stat(metrics.CouplingStats(x0, x1b, d, m.baseVP.Alpha(1)))
+	prior := asbm.SamplePrior(asbm.NewNoise(o.seed+5), o.pairs, d)
+	rep.Coupling["independent"] = stat(metrics.CouplingStats(x0, prior, d, alpha1))
+	plan, err := metrics.SinkhornSB(x0, prior, d, alpha1, m.vp.Sigma2(1), 1, 2000)
+	if err != nil {
+		return nil, err
+	}
+	rep.Coupling["sinkhorn"] = couplingStat{Dot: plan.Dot, Transport: plan.Transport, Residual: plan.Residual, CrossCov: plan.CrossCov}
+	if rep.Terminal, err = asbm.TerminalCheck(x1, d, asbm.DefaultPrior(), asbm.NewNoise(o.seed+6), nil); err != nil {
+		return nil, err
+	}
+
+	// Inversion test (asbm.md §6.3.3): encode with the forward SDE, decode with the backward SDE, and
+	// count the points that land in the mode they started from. Only 8gaussians has modes.
+	if rep.Dataset == "8gaussians" {
+		rep.Inversion = map[string]float64{}
+		for _, p := range []struct {
+			name  string
+			x1    []float32
+			score asbm.Net
+			vp    asbm.VP
+		}{{"asbm", x1, m.net(netScore), m.vp}, {"baseline", x1b, m.net(netBaseline), m.baseVP}} {
+			back, err := asbm.SampleSDE(p.score, p.vp, p.x1, 100, asbm.NewNoise(o.seed+7), nil)
+			if err != nil {
+				return nil, err
+			}
+			kept := 0
+			for i := 0; i < o.pairs; i++ {
+				if data.NearestMode(x0[2*i:2*i+2]) == data.NearestMode(back[2*i:2*i+2]) {
+					kept++
+				}
+			}
+			rep.Inversion[p.name] = float64(kept) / float64(o.pairs)
+		}
+	}
+	return rep, nil
+}
+
+// parallel runs f(0) … f(n−1) on two workers (this project's machines have 2 cores; more would only
+// contend).
+func parallel(n int, f func(int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				f(k)
+			}
+		}()
+	}
+	for k := 0; k < n; k++ {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+}
+
+func printReport(w io.Writer, r *evalReport) {
+	fmt.Fprintf(w, "model %s (data set %s): sliced W2 to %d held-out points, %d projections, seed %d\n", r.Model, r.Dataset, r.Points, r.Projections, r.Seed)
+	fmt.Fprintf(w, "noise floor (two held-out sets): %.4f\n\n", r.SWDFloor)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := []string{"SWD ↓ / NFE"}
+	for _, k := range r.NFE {
+		head = append(head, fmt.Sprint(k))
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
+	for _, me := range evalMethods {
+		row := []string{me.name}
+		for _, v := range r.SWD[me.name] {
+			if v == nil {
+				row = append(row, "–")
+			} else {
+				row = append(row, fmt.Sprintf("%.4f", *v))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PF-ODE paths\tstraightness S ↓\tlength ratio ↓\t")
+	for _, k := range []string{"asbm-ode", "baseline-ode"} {
+		p := r.Straightness[k]
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t\n", k, p.S, p.LengthRatio)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "coupling\tE[x0·x1]\tE‖x0−x1‖²\tE‖x1−α1x0‖²\tcross-cov\t")
+	for _, k := range []string{"asbm", "sinkhorn", "baseline", "independent"} {
+		c := r.Coupling[k]
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t\n", k, c.Dot, c.Transport, c.Residual, c.CrossCov)
+	}
+	tw.Flush()
+	t := r.Terminal
+	fmt.Fprintf(w, "\nterminal marginal of the forward SDE: λmax %.3f (prior samples %.3f), E‖x1‖² error %.1f%%, Var‖x1‖² error %.1f%%, pass %v\n",
+		t.LambdaMax, t.LambdaPrior, 100*t.MeanErr, 100*t.VarErr, t.Pass)
+	if r.Inversion != nil {
+		fmt.Fprintf(w, "inversion test (SDE encode → SDE decode, same mode kept; chance 0.125): asbm %.3f, baseline %.3f\n",
+			r.Inversion["asbm"], r.Inversion["baseline"])
+	}
+	fmt.Fprintf(w, "(%.0f s)\n", r.Seconds)
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"asbm/backend/cpu"
+	"asbm/shaders"
+	"asbm/weights"
+)
+
+// exportNets maps a checkpoint's finished networks to the model file's prefixes.
+var exportNets = []struct{ key, prefix string }{
+	{"s", netScore}, {"u", netControl}, {"g", netGen}, {"b", netBaseline},
+}
+
+// exportModel builds the model file from a run's finished networks: their EMA parameters (the
+// released checkpoints are EMA models, asbm.md §3.2) and the metadata needed to sample them.
+func exportModel(st *trainState, f16 bool) (*weights.File, error) {
+	if st.final["s"] == nil {
+		return nil, fmt.Errorf("the run has not finished stage 2 (phase %s): there is no score network to export yet", st.phase)
+	}
+	c := st.cfg
+	f := weights.New(c.Arch)
+	for _, n := range exportNets {
+		state := st.final[n.key]
+		if state == nil {
+			continue
+		}
+		m, err := cpu.New(c.Arch, c.opt(), 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.SetState(state); err != nil {
+			return nil, fmt.Errorf("network %s: %w", n.prefix, err)
+		}
+		if err := addMLP(f, n.prefix, m.EMAParams(), f16); err != nil {
+			return nil, err
+		}
+	}
+	name, _ := dataName(c.Data)
+	f.Meta["dataset"] = name
+	f.Meta["beta0"] = c.Beta0
+	f.Meta["beta1"] = c.Beta1
+	f.Meta["baseline_beta1"] = c.BaseB1
+	f.Meta["sigma_v"] = c.SigmaV
+	f.Meta["seed"] = int64(c.Seed)
+	f.Meta["stage"] = st.phase
+	f.Meta["training"] = strings.Join(st.log, "\n")
+	f.Meta["command"] = "backend train " + trainFlags(c)
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		f.Meta["commit"] = strings.TrimSpace(string(out))
+	}
+	return f, nil
+}
+
+// addMLP stores every parameter of m under prefix.
+func addMLP(f *weights.File, prefix string, m *shaders.MLP, f16 bool) error {
+	names, shapes := shaders.ParamShapes(m.Arch)
+	for i, name := range names {
+		if f16 {
+			if err := f.AddF16(prefix+name, shapes[i], m.Params[name]); err != nil {
+				return err
+			}
+		} else {
+			f.AddF32(prefix+name, shapes[i], m.Params[name])
+		}
+	}
+	return nil
+}
+
+// trainFlags renders the flags that reproduce a run.
+func trainFlags(c trainConfig) string {
+	return fmt.Sprintf("--data %s --seed %d --hidden %d --layers %d --fourier %d --lr %g --ema %g --batch %d --beta0 %g --beta1 %g --baseline-beta1 %g --sigma-v %g "+
+		"--stage1-epochs %d --am-epochs %d --cm-epochs %d --eval-start %d --eval-samples %d --resample %d --buffer %d --forward-nfe %d --cm-nfe %d "+
+		"--stage2-epochs %d --couplings %d --distill-epochs %d --distill-samples %d --distill-ode-steps %d",
+		c.Data, c.Seed, c.Arch.Hidden, c.Arch.Layers, c.Arch.Fourier, c.LR, c.EMA, c.Batch, c.Beta0, c.Beta1, c.BaseB1, c.SigmaV,
+		c.S1.MaxEpochs, c.S1.AMEpochs, c.S1.CMEpochs, c.S1.EvalStart, c.S1.EvalSamples, c.S1.Resample, c.S1.Buffer, c.S1.ForwardNFE, c.S1.CMNFE,
+		c.S2.Epochs, c.S2.Couplings, c.Distill.Epochs, c.Distill.Samples, c.Distill.ODESteps)
+}
+
+func runExport(args []string, stdout io.Writer) error {
+	fs := newFlags("export")
+	ckpt := fs.String("ckpt", "", "checkpoint written by `backend train` (runs/<data>/checkpoint.msgpack)")
+	out := fs.String("out", "", "model file to write")
+	f16 := fs.Bool("f16", false, "store the weights as f16 (half the size)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *ckpt == "" || *out == "" {
+		return usagef("--ckpt and --out are required")
+	}
+	st, err := loadTrainState(*ckpt)
+	if err != nil {
+		return err
+	}
+	f, err := exportModel(st, *f16)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	if err := weights.WriteFile(*out, f); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, st.phase)
+	return nil
+}
+
+// sortedKeys returns a map's keys in order, for deterministic files.
+func sortedKeys[V any, K cmp.Ordered](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

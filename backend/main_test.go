@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"asbm/shaders"
+	"asbm/weights"
+)
+
+// tinyTrain is a whole training run small enough for a test: every phase runs, on a tiny MLP.
+var tinyTrain = []string{"--data", "toy:8gaussians", "--hidden", "16", "--layers", "2", "--fourier", "2",
+	"--stage1-epochs", "6", "--am-epochs", "2", "--cm-epochs", "1", "--eval-start", "2", "--eval-samples", "512",
+	"--resample", "512", "--buffer", "1024", "--cm-nfe", "20", "--stage2-epochs", "3", "--couplings", "512",
+	"--distill-epochs", "2", "--distill-samples", "256", "--distill-ode-steps", "4", "--batch", "128"}
+
+// runCLI runs the command in-process and returns its exit status and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestBadInputGivesOneLineAndExit2(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sample", "--model", "x.msgpack", "--nfe", "0"}, "--nfe must be between 1 and 1000"},
+		{[]string{"sample", "--model", filepath.Join(dir, "missing.msgpack")}, "no such file"},
+		{[]string{"sample", "--model", "x", "--sampler", "euler"}, "--sampler must be one of"},
+		{[]string{"train", "--data", "toy:spiral"}, `unknown data set "toy:spiral"`},
+		{[]string{"train", "--data", "mnist"}, `unknown data set "mnist"`},
+		{[]string{"train"}, "--data is required"},
+		{[]string{"train", "--data", "toy:moons", "--device", "tpu"}, "--device must be"},
+		{[]string{"eval", "--model", filepath.Join(dir, "none.msgpack")}, "no such file"},
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"sample", "--bogus"}, "flag provided but not defined"},
+	} {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line containing %q", c.args, code, stderr, c.want)
+		}
+	}
+	// A file that is not a model: a clear error from the weights reader, exit 1.
+	bad := filepath.Join(dir, "bad.msgpack")
+	os.WriteFile(bad, []byte("not a model"), 0o644)
+	if code, _, stderr := runCLI(t, "sample", "--model", bad); code != 1 || !strings.Contains(stderr, "backend sample:") {
+		t.Errorf("garbage model: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// trainTiny trains the tiny model into dir and returns the model path.
+func trainTiny(t *testing.T, dir string, extra ...string) string {
+	t.Helper()
+	out := filepath.Join(dir, "m.msgpack")
+	args := append(append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out}, tinyTrain...), extra...)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	return out
+}
+
+// TestResumeMatchesUninterruptedRun stops a run after every few epochs (as a kill between
+// checkpoints would, the checkpoint being written at each stop) and resumes it until done: the
+// exported model must equal, bit for bit, that of a run never stopped.
+func TestResumeMatchesUninterruptedRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains twice")
+	}
+	a := trainTiny(t, t.TempDir())
+	dir := t.TempDir()
+	stopAfter, ckptEveryWas := 2, ckptEvery
+	t.Cleanup(func() { stopAfter, ckptEvery = 0, ckptEveryWas })
+	ckptEvery = 0
+	testStopAfter = stopAfter
+	defer func() { testStopAfter = 0 }()
+	out := filepath.Join(dir, "m.msgpack")
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out}, tinyTrain...)
+	code, _, stderr := runCLI(t, args...)
+	stops := 0
+	for code != 0 && strings.Contains(stderr, errTestStop.Error()) && stops < 20 {
+		stops++
+		code, _, stderr = runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume")
+	}
+	if code != 0 {
+		t.Fatalf("after %d stops: exit %d: %s", stops, code, stderr)
+	}
+	if stops < 4 {
+		t.Fatalf("only %d stops: the test did not interrupt every phase", stops)
+	}
+	fa, err := weights.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := weights.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fa.Tensors) != len(fb.Tensors) || len(fa.Tensors) != 4*2*3 {
+		t.Fatalf("tensor counts %d and %d, want 24 (4 networks × 3 layers × w,b)", len(fa.Tensors), len(fb.Tensors))
+	}
+	for i := range fa.Tensors {
+		if fa.Tensors[i].Name != fb.Tensors[i].Name || !bytes.Equal(fa.Tensors[i].Data, fb.Tensors[i].Data) {
+			t.Fatalf("tensor %s differs between the uninterrupted and the resumed run", fa.Tensors[i].Name)
+		}
+	}
+}
+
+// TestSampleCSVAndEngines checks `backend sample` output and that the reference samplers of
+// backend/asbm, the plain-Go twin in shaders (the browser's CPU path) and the WGSL sampler on native
+// WebGPU give the same points for one seed (the browser test then holds the page to the CLI).
+func TestSampleCSVAndEngines(t *testing.T) {
+	dir := t.TempDir()
+	path := trainTiny(t, dir)
+	m, err := loadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "sample", "--model", path, "--nfe", "3", "--n", "5", "--seed", "9")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 6 || lines[0] != "x,y" {
+		t.Fatalf("CSV: %q", stdout)
+	}
+	png := filepath.Join(dir, "s.png")
+	if code, _, stderr := runCLI(t, "sample", "--model", path, "--out", png); code != 0 {
+		t.Fatal(stderr)
+	}
+	if b, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("PNG: %v", err)
+	}
+	cpuNets := shaders.CPUNets{Score: m.nets[netScore], Control: m.nets[netControl], Gen: m.nets[netGen]}
+	for _, r := range []request{
+		{net: "asbm", sampler: "sde", nfe: 6, n: 300, seed: 4},
+		{net: "asbm", sampler: "ode", nfe: 5, n: 300, seed: 5},
+		{net: "asbm", sampler: "sde", nfe: 1, n: 300, seed: 6},
+		{net: "baseline", sampler: "ode", nfe: 3, n: 300, seed: 7},
+	} {
+		ref, err := sampleCPU(m, r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nets, vp := cpuNets, m.vp
+		if r.net == "baseline" {
+			nets, vp = shaders.CPUNets{Score: m.nets[netBaseline]}, m.baseVP
+		}
+		twin, err := shaders.SampleCPU(nets, shaders.SampleOptions{Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
+			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(ref, twin); d > 1e-4 {
+			t.Errorf("%+v: asbm vs shaders.SampleCPU differ by %g", r, d)
+		}
+		gpu, adapter, err := sampleGPU(m, r)
+		if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {
+			t.Logf("no WebGPU adapter: GPU comparison skipped")
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(ref, gpu); d > 1e-4 {
+			t.Errorf("%+v on %s: CPU vs WGSL differ by %g", r, adapter, d)
+		}
+	}
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+func TestEvalJSON(t *testing.T) {
+	path := trainTiny(t, t.TempDir())
+	code, stdout, stderr := runCLI(t, "eval", "--model", path, "--json", "--n", "300", "--projections", "50",
+		"--path-steps", "10", "--path-points", "50", "--pairs", "200")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var rep evalReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	for _, me := range evalMethods {
+		row := rep.SWD[me.name]
+		if len(row) != len(evalNFEs) {
+			t.Fatalf("%s: %d entries", me.name, len(row))
+		}
+		for i, v := range row {
+			want := !(me.sampler == "gen" && evalNFEs[i] != 1 || me.net == "asbm" && me.sampler != "gen" && evalNFEs[i] == 1)
+			if (v != nil) != want || v != nil && !(*v >= 0) {
+				t.Errorf("%s NFE %d: %v", me.name, evalNFEs[i], v)
+			}
+		}
+	}
+	if rep.Inversion == nil || rep.Coupling["sinkhorn"].Transport <= 0 || rep.Straightness["asbm-ode"].Steps != 10 {
+		t.Errorf("incomplete report: %+v", rep)
+	}
+	code, stdout, _ = runCLI(t, "eval", "--model", path, "--n", "300", "--projections", "50",
+		"--path-steps", "10", "--path-points", "50", "--pairs", "200")
+	if code != 0 || !strings.Contains(stdout, "baseline-ode") || !strings.Contains(stdout, "inversion test") {
+		t.Errorf("table: %q", stdout)
+	}
+}

@@ -1,0 +1,192 @@
+// Package server serves the built site (the page, wasm_exec.js and the pre-compressed asbm.wasm),
+// the model files and a small JSON API over HTTP with echo v4. It is what `backend serve` runs; any
+// static host can serve dist/ and weights/ the same way, the API only saves the page from a
+// hard-coded model list.
+//
+// Routes:
+//
+//	GET /                      dist/index.html (directories serve their index.html, never a listing)
+//	GET /<file>                a file under Config.Site; asbm.wasm is sent from asbm.wasm.gz with
+//	                           Content-Encoding: gzip when the client accepts gzip
+//	GET /weights/<name>.msgpack a model file from Config.Weights (not gzipped: float bytes barely
+//	                           compress and an intact Content-Length lets the page show progress)
+//	GET /api/models            the *.msgpack files in Config.Weights: name, bytes, sha256 prefix, dataset
+//
+// Every file is opened through an os.Root, so no request path can leave its folder, and paths with
+// "..", backslashes or NUL bytes (raw or percent-encoded) are refused before that.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// Config says which folders the server reads.
+type Config struct {
+	// Site is the built site (dist/): index.html, app.js, style.css, wasm_exec.js, asbm.wasm(.gz).
+	Site string
+	// Weights is the folder of model files (*.msgpack) listed by /api/models.
+	Weights string
+}
+
+// BodyLimit is the largest request body accepted. The server has no upload route, so anything
+// bigger than a small form is refused before a handler reads it.
+const BodyLimit = "64K"
+
+// ContentSecurityPolicy lets the page run its own scripts and instantiate WebAssembly
+// ('wasm-unsafe-eval' is what WebAssembly.instantiateStreaming needs) and nothing from elsewhere.
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; " +
+	"style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; " +
+	"base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+
+// New checks cfg and returns the configured echo instance, ready for Start or httptest.
+func New(cfg Config) (*echo.Echo, error) {
+	site, err := openDir("site", cfg.Site)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := site.Stat("index.html"); err != nil {
+		site.Close()
+		return nil, fmt.Errorf("site folder %s has no index.html: build it first (./build.sh build)", cfg.Site)
+	}
+	wts, err := openDir("weights", cfg.Weights)
+	if err != nil {
+		site.Close()
+		return nil, err
+	}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Server.ReadHeaderTimeout = 10 * time.Second
+	e.Server.ReadTimeout = 30 * time.Second
+	e.Server.IdleTimeout = 120 * time.Second
+	e.Server.MaxHeaderBytes = 64 << 10
+
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit(BodyLimit))
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0", // the legacy XSS auditor is gone; CSP does the job
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "SAMEORIGIN",
+		ContentSecurityPolicy: ContentSecurityPolicy,
+		ReferrerPolicy:        "no-referrer",
+	}))
+	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
+		Level:     6,
+		MinLength: 1024,
+		Skipper:   skipGzip,
+	}))
+
+	h := &handler{site: site, weights: wts, models: newModelCache()}
+	// HEAD is answered like GET (http.ServeContent sends no body), so curl -I and link checkers work.
+	get := []string{http.MethodGet, http.MethodHead}
+	e.Match(get, "/api/models", h.listModels)
+	e.Match(get, "/weights/*", h.serveWeights)
+	e.Match(get, "/*", h.serveSite)
+	// The roots stay open for the life of the process: echo has no close hook and the server
+	// lives until the command exits.
+	return e, nil
+}
+
+// Run serves cfg on addr until ctx is cancelled, then shuts down gracefully (in-flight requests
+// get up to 10 s). It prints the page's URL on stdout. An addr with port 0 picks a free port, and
+// the URL printed is the real one.
+func Run(ctx context.Context, addr string, cfg Config) error {
+	return run(ctx, addr, cfg, os.Stdout)
+}
+
+func run(ctx context.Context, addr string, cfg Config, out io.Writer) error {
+	e, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	e.Listener = ln
+	fmt.Fprintf(out, "serving %s on %s\n", cfg.Site, pageURL(ln.Addr()))
+	if !isLoopback(ln.Addr()) {
+		fmt.Fprintln(out, "note: WebGPU needs a secure context: open the page via localhost or put HTTPS in front")
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- e.Start("") }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// pageURL is the URL to open for a listener address; an unspecified host becomes localhost, which
+// browsers treat as a secure context.
+func pageURL(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String() + "/"
+	}
+	host := ta.IP.String()
+	if ta.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(ta.Port)) + "/"
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && (ta.IP.IsLoopback() || ta.IP.IsUnspecified())
+}
+
+func openDir(what, dir string) (*os.Root, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("no %s folder given", what)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s folder: %w", what, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s folder %s is not a directory", what, dir)
+	}
+	return os.OpenRoot(dir)
+}
+
+// skipGzip leaves out responses that are compressed already (the wasm is pre-compressed, images),
+// the model files (see the package comment) and range requests (a gzipped range is meaningless).
+func skipGzip(c echo.Context) bool {
+	r := c.Request()
+	if r.Header.Get("Range") != "" {
+		return true
+	}
+	p := strings.ToLower(r.URL.Path)
+	for _, ext := range []string{".wasm", ".gz", ".msgpack", ".png", ".jpg", ".jpeg", ".webp", ".ico"} {
+		if strings.HasSuffix(p, ext) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# build.sh builds the browser site, serves it, or runs every check.
+#
+#   ./build.sh build   build dist/: asbm.wasm (+ .gz), the page, wasm_exec.js, and dist/backend
+#   ./build.sh serve   build, then serve dist/ and weights/ on 127.0.0.1:8080 (ADDR=host:port overrides)
+#   ./build.sh test    install what the tests need if missing, then gofmt, go vet (native and js/wasm),
+#                      go test ./..., the wasm client's tests under Node.js, a short fuzz run, the
+#                      site build and the headless-browser test
+#
+# The test verb is written for a fresh Debian machine run as root: it installs chromium (whose
+# SwiftShader gives headless WebGPU), mesa-vulkan-drivers + libvulkan1 (lavapipe, for the native
+# WebGPU tests), Node.js if absent, and playwright-core from site/package-lock.json. It never
+# downloads a browser of its own.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+DIST=dist
+
+section() { printf '\n==== %s ====\n' "$*"; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+build() {
+	section "build: dist/ (wasm client, page, wasm_exec.js, backend)"
+	command -v go >/dev/null || die "go is not on PATH (Go 1.26 is needed)"
+	rm -rf "$DIST"
+	mkdir -p "$DIST"
+	GOOS=js GOARCH=wasm go build -trimpath -ldflags "-s -w" -o "$DIST/asbm.wasm" ./wasm
+	# Keep both: the server sends the .gz to clients that accept gzip, the raw file to the rest.
+	gzip -9 -n -c "$DIST/asbm.wasm" >"$DIST/asbm.wasm.gz"
+	# The page: top-level files of site/ only (site/test and site/node_modules stay out).
+	find site -maxdepth 1 -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.svg' \
+		-o -name '*.png' -o -name '*.ico' \) -exec cp {} "$DIST/" \;
+	# wasm_exec.js must match the toolchain that built asbm.wasm, so it is copied, never committed.
+	cp "$(go env GOROOT)/lib/wasm/wasm_exec.js" "$DIST/"
+	go build -o "$DIST/backend" ./backend
+	printf 'asbm.wasm %s bytes, gzip %s bytes\n' "$(wc -c <"$DIST/asbm.wasm")" "$(wc -c <"$DIST/asbm.wasm.gz")"
+}
+
+serve() {
+	build
+	local addr="${ADDR:-127.0.0.1:8080}"
+	section "serve: http://$addr/ (Ctrl-C stops)"
+	exec go run ./backend serve --site "$DIST" --weights weights --addr "$addr"
+}
+
+# as_root runs a command as root (directly, or through sudo when available).
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "installing packages needs root: run ./build.sh test as root, or run as root: $*"
+	fi
+}
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+setup() {
+	section "setup: system packages"
+	local missing=()
+	for p in chromium mesa-vulkan-drivers libvulkan1 gzip; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		missing+=(nodejs npm)
+	fi
+	if [ "${#missing[@]}" -gt 0 ]; then
+		echo "installing: ${missing[*]}"
+		as_root apt-get update
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+	else
+		echo "present: chromium mesa-vulkan-drivers libvulkan1 node $(node --version)"
+	fi
+	[ "$(node_major)" -ge 20 ] || die "Node.js $(node --version 2>/dev/null) is too old: playwright-core needs Node ≥ 20"
+	[ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing after the install"
+
+	section "setup: npm ci (site/)"
+	if [ ! -f site/node_modules/playwright-core/package.json ] ||
+		[ site/package-lock.json -nt site/node_modules/.package-lock.json ]; then
+		(cd site && npm ci --no-audit --no-fund)
+	else
+		echo "site/node_modules is up to date"
+	fi
+}
+
+test_all() {
+	setup
+
+	section "check: gofmt"
+	local bad
+	bad=$(gofmt -l $(find . -name '*.go' -not -path './site/node_modules/*' -not -path "./$DIST/*" -not -path './.git/*'))
+	if [ -n "$bad" ]; then
+		printf 'gofmt would change:\n%s\n' "$bad"
+		die "run gofmt -w on the files above"
+	fi
+	echo ok
+
+	section "check: go vet (native)"
+	go vet ./...
+
+	section "check: go vet (GOOS=js GOARCH=wasm)"
+	GOOS=js GOARCH=wasm go vet ./wasm ./shaders
+
+	section "test: go test ./... (WebGPU tests must find an adapter: ASBM_REQUIRE_GPU=1)"
+	local xdg
+	xdg=$(mktemp -d)
+	ASBM_REQUIRE_GPU=1 XDG_RUNTIME_DIR="$xdg" go test ./...
+
+	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js)"
+	GOOS=js GOARCH=wasm go test -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm
+
+	section "test: fuzz weights.Decode (20 s)"
+	go test ./weights -run '^$' -fuzz FuzzDecode -fuzztime 20s
+
+	build
+
+	section "test: headless browser (node --test site/test)"
+	XDG_RUNTIME_DIR="$xdg" node --test site/test/*.test.mjs
+	rm -rf "$xdg"
+}
+
+case "${1:-}" in
+build) build ;;
+serve) serve ;;
+test) test_all ;;
+*)
+	echo "usage: ./build.sh build|serve|test" >&2
+	exit 2
+	;;
+esac

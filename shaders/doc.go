@@ -1,0 +1,13 @@
+// Package shaders holds the WGSL kernels of the project, the Go code that compiles and launches them,
+// and the networks and samplers built from them. The same Go code runs natively (wgpu-native through
+// cgo, used by `backend sample --device gpu` and the tests) and in the browser (GOOS=js, the page's
+// WebGPU). It is the only package that imports the WebGPU binding; device_native.go and device_js.go
+// are the only host-specific files.
+//
+// The CPU reference of everything here is plain Go in this package: MLP.ForwardCPU for the network and
+// SampleCPU for the samplers (also the browser's CPU path). The GPU code is tested against them.
+//
+// Browser callers: every call that waits for the GPU (NewDevice, Device.Read, GPUMLP.Forward,
+// SampleGPU) blocks its goroutine on a JavaScript promise. Call them from a goroutine you started, never
+// directly inside a js.FuncOf callback, or the page deadlocks. A Device is not safe for concurrent use.
+package shaders

@@ -1,0 +1,277 @@
+package shaders
+
+import (
+	"fmt"
+	"math"
+
+	"asbm/weights"
+)
+
+// checkParams reports an MLP whose parameters do not match its arch (missing, wrong length, NaN or
+// Inf), so the forward passes never index out of range on bad input.
+func checkParams(m *MLP) error {
+	if m == nil {
+		return fmt.Errorf("shaders: nil MLP")
+	}
+	if err := CheckArch(m.Arch); err != nil {
+		return err
+	}
+	names, shapes := ParamShapes(m.Arch)
+	for i, name := range names {
+		want := 1
+		for _, s := range shapes[i] {
+			want *= s
+		}
+		p, ok := m.Params[name]
+		if !ok {
+			return fmt.Errorf("shaders: MLP has no parameter %s", name)
+		}
+		if len(p) != want {
+			return fmt.Errorf("shaders: MLP parameter %s has %d values, shape %v needs %d", name, len(p), shapes[i], want)
+		}
+		for _, v := range p {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("shaders: MLP parameter %s holds NaN or Inf", name)
+			}
+		}
+	}
+	return nil
+}
+
+// GPUMLP is an MLP (asbm.md §6.1) whose parameters live on a Device; its forward pass is
+// timefeat.wgsl followed by Layers fused linear+SiLU dispatches and the output linear. It matches
+// MLP.ForwardCPU up to float32 rounding.
+type GPUMLP struct {
+	d      *Device
+	arch   weights.Arch
+	w, b   []*Buffer // per layer, the output layer last
+	fwd    *mlpPlan  // the plan Forward reuses while the batch size stays the same
+	fwdX   *Buffer
+	fwdT   *Buffer
+	closed bool
+}
+
+// NewGPUMLP uploads the parameters of m to d.
+func NewGPUMLP(d *Device, m *MLP) (*GPUMLP, error) {
+	if err := d.usable(); err != nil {
+		return nil, err
+	}
+	if err := checkParams(m); err != nil {
+		return nil, err
+	}
+	a := m.Arch
+	g := &GPUMLP{d: d, arch: a}
+	err := d.scoped("uploading an MLP", func() error {
+		for i := 0; i <= a.Layers; i++ {
+			wn, bn := fmt.Sprintf("l%d.w", i), fmt.Sprintf("l%d.b", i)
+			if i == a.Layers {
+				wn, bn = "out.w", "out.b"
+			}
+			for _, name := range []string{wn, bn} {
+				buf, err := d.newBufferFrom(m.Params[name])
+				if err != nil {
+					return err
+				}
+				if name == wn {
+					g.w = append(g.w, buf)
+				} else {
+					g.b = append(g.b, buf)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Arch returns the network's sizes.
+func (g *GPUMLP) Arch() weights.Arch { return g.arch }
+
+// Close frees the parameters and any cached buffers. Idempotent.
+func (g *GPUMLP) Close() {
+	if g == nil || g.closed {
+		return
+	}
+	g.closed = true
+	for _, b := range append(g.w, g.b...) {
+		b.Destroy()
+	}
+	g.fwd.release()
+	g.fwdX.Destroy()
+	g.fwdT.Destroy()
+	g.w, g.b, g.fwd, g.fwdX, g.fwdT = nil, nil, nil, nil, nil
+}
+
+func (g *GPUMLP) usable() error {
+	if g == nil || g.closed {
+		return fmt.Errorf("shaders: GPUMLP is nil or closed")
+	}
+	return g.d.usable()
+}
+
+// Forward evaluates the network on n = len(t) rows of x (n×Dim) and returns n×Dim values, like
+// MLP.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
+// goroutine); the samplers use the device-resident path instead.
+func (g *GPUMLP) Forward(t, x []float32) ([]float32, error) {
+	if err := g.usable(); err != nil {
+		return nil, err
+	}
+	n := len(t)
+	if n < 1 || n > MaxPoints {
+		return nil, fmt.Errorf("shaders: forward of %d rows: need 1 … %d", n, MaxPoints)
+	}
+	if len(x) != n*g.arch.Dim {
+		return nil, fmt.Errorf("shaders: forward: x has %d values, %d rows of dim %d need %d", len(x), n, g.arch.Dim, n*g.arch.Dim)
+	}
+	var out []float32
+	err := g.d.scoped("mlp forward", func() error {
+		if g.fwd == nil || g.fwd.n != n {
+			g.fwd.release()
+			g.fwdX.Destroy()
+			g.fwdT.Destroy()
+			g.fwd, g.fwdX, g.fwdT = nil, nil, nil
+			p, err := g.newPlan(n)
+			if err != nil {
+				return err
+			}
+			xb, err := g.d.NewBuffer(n * g.arch.Dim)
+			if err != nil {
+				p.release()
+				return err
+			}
+			tb, err := g.d.NewBuffer(n)
+			if err != nil {
+				p.release()
+				xb.Destroy()
+				return err
+			}
+			g.fwd, g.fwdX, g.fwdT = p, xb, tb
+		}
+		if err := g.d.Upload(g.fwdX, x); err != nil {
+			return err
+		}
+		if err := g.d.Upload(g.fwdT, t); err != nil {
+			return err
+		}
+		b, err := g.d.begin()
+		if err != nil {
+			return err
+		}
+		if err := g.fwd.encode(b, g.fwdX, g.fwdT, 1, 0); err != nil {
+			b.discard()
+			return err
+		}
+		if err := b.submit(); err != nil {
+			return err
+		}
+		out, err = g.d.Read(g.fwd.out)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// mlpPlan is a GPUMLP's forward pass recorded for a batch of n rows: the activation buffers and one
+// op per layer, plus one timefeat op per (input, time) source it has been asked for.
+type mlpPlan struct {
+	g          *GPUMLP
+	n          int
+	in, ha, hb *Buffer
+	out        *Buffer
+	layers     []*op
+	feats      map[featKey]*op
+}
+
+type featKey struct {
+	x, t           *Buffer
+	stride, offset int
+}
+
+func (g *GPUMLP) newPlan(n int) (p *mlpPlan, err error) {
+	a := g.arch
+	d := g.d
+	p = &mlpPlan{g: g, n: n, feats: map[featKey]*op{}}
+	defer func() {
+		if err != nil {
+			p.release()
+			p = nil
+		}
+	}()
+	in := a.Dim + 2*a.Fourier
+	if p.in, err = d.NewBuffer(n * in); err != nil {
+		return
+	}
+	if p.ha, err = d.NewBuffer(n * a.Hidden); err != nil {
+		return
+	}
+	if a.Layers > 1 {
+		if p.hb, err = d.NewBuffer(n * a.Hidden); err != nil {
+			return
+		}
+	}
+	if p.out, err = d.NewBuffer(n * a.Dim); err != nil {
+		return
+	}
+	src, dst := p.in, p.ha
+	for i := 0; i <= a.Layers; i++ {
+		width, silu := a.Hidden, true
+		if i == a.Layers {
+			width, silu, dst = a.Dim, false, p.out
+		}
+		o, e := d.linearOp(pickTile(n, width), dst, src, g.w[i], g.b[i], n, in, width, silu)
+		if e != nil {
+			return nil, e
+		}
+		p.layers = append(p.layers, o)
+		in = width
+		src = dst
+		if dst == p.ha {
+			dst = p.hb
+		} else {
+			dst = p.ha
+		}
+	}
+	return p, nil
+}
+
+// encode records the forward pass on x (n×Dim) with times t[offset + row·stride]; the result is in
+// p.out once the batch runs.
+func (p *mlpPlan) encode(b *batch, x, t *Buffer, stride, offset int) error {
+	k := featKey{x, t, stride, offset}
+	f := p.feats[k]
+	if f == nil {
+		a := p.g.arch
+		var err error
+		if f, err = p.g.d.timefeatOp(p.in, x, t, p.n, a.Dim, a.Fourier, stride, offset); err != nil {
+			return err
+		}
+		p.feats[k] = f
+	}
+	b.run(f)
+	for _, o := range p.layers {
+		b.run(o)
+	}
+	return nil
+}
+
+func (p *mlpPlan) release() {
+	if p == nil {
+		return
+	}
+	for _, o := range p.feats {
+		o.release()
+	}
+	for _, o := range p.layers {
+		o.release()
+	}
+	for _, b := range []*Buffer{p.in, p.ha, p.hb, p.out} {
+		b.Destroy()
+	}
+	p.feats, p.layers = nil, nil
+}

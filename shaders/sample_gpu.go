@@ -1,0 +1,276 @@
+package shaders
+
+import (
+	"errors"
+	"fmt"
+)
+
+// syncEvery is how many sampler steps may be queued before SampleGPU waits for the GPU: it bounds the
+// queue, keeps progress honest and, in the browser, lets the event loop paint.
+const syncEvery = 8
+
+// SampleGPU draws o.Points points like SampleCPU (same schedule, same noise, same float32
+// coefficients) with the WGSL kernels: x stays on the GPU for the whole loop, each step is one
+// submission, the step's noise is drawn on the CPU from the seed's stream and uploaded, and the points
+// are read back once at the end. progress, if not nil, is called after each step is submitted.
+//
+// In the browser SampleGPU awaits promises: call it from a goroutine, never inside js.FuncOf.
+func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total int)) (pts []float32, err error) {
+	if err := d.usable(); err != nil {
+		return nil, err
+	}
+	dimOf := func(g *GPUMLP, used bool) (int, error) {
+		if g == nil || !used {
+			return 0, nil
+		}
+		if err := g.usable(); err != nil {
+			return 0, err
+		}
+		if g.d != d {
+			return 0, errors.New("shaders: sample: a network was uploaded to another device")
+		}
+		return g.arch.Dim, nil
+	}
+	ds, err := dimOf(nets.Score, o.Method != "gen")
+	if err != nil {
+		return nil, err
+	}
+	dc, err := dimOf(nets.Control, o.Method == "ode")
+	if err != nil {
+		return nil, err
+	}
+	dg, err := dimOf(nets.Gen, o.Method == "gen")
+	if err != nil {
+		return nil, err
+	}
+	dim, err := o.validate(ds, dc, dg)
+	if err != nil {
+		return nil, err
+	}
+	err = d.scoped("sampling", func() error {
+		e := &gpuEngine{d: d, n: o.Points, dim: dim}
+		defer e.release()
+		e.nets[sScore], e.nets[sControl], e.nets[sGen] = nets.Score, nets.Control, nets.Gen
+		var err error
+		pts, err = runSampler(e, o, dim, dc != 0, progress)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pts, nil
+}
+
+// gpuEngine records the schedule into one command buffer per step.
+type gpuEngine struct {
+	d      *Device
+	n, dim int
+	nets   [numSlots]*GPUMLP
+	plans  [numSlots]*mlpPlan
+	bufs   [numSlots]*Buffer
+	times  *Buffer
+	ups    map[[4]slot]*op
+	b      *batch
+	used   map[[4]slot]bool // update ops recorded in the open batch
+}
+
+func (e *gpuEngine) buf(s slot) (*Buffer, error) {
+	if s == sScore || s == sControl || s == sGen {
+		p, err := e.plan(s)
+		if err != nil {
+			return nil, err
+		}
+		return p.out, nil
+	}
+	if e.bufs[s] == nil {
+		b, err := e.d.NewBuffer(e.n * e.dim)
+		if err != nil {
+			return nil, err
+		}
+		e.bufs[s] = b
+	}
+	return e.bufs[s], nil
+}
+
+func (e *gpuEngine) plan(net slot) (*mlpPlan, error) {
+	if e.plans[net] == nil {
+		g := e.nets[net]
+		if g == nil {
+			return nil, fmt.Errorf("shaders: sample: network %d missing", net)
+		}
+		p, err := g.newPlan(e.n)
+		if err != nil {
+			return nil, err
+		}
+		e.plans[net] = p
+	}
+	return e.plans[net], nil
+}
+
+// open returns the step's batch, starting one if needed.
+func (e *gpuEngine) open() (*batch, error) {
+	if e.b == nil {
+		b, err := e.d.begin()
+		if err != nil {
+			return nil, err
+		}
+		e.b, e.used = b, map[[4]slot]bool{}
+	}
+	return e.b, nil
+}
+
+// flush submits the open batch. Writes (uploads, uniforms) land before the next submit, so a write to
+// something the open batch already uses must flush first.
+func (e *gpuEngine) flush() error {
+	if e.b == nil {
+		return nil
+	}
+	b := e.b
+	e.b, e.used = nil, nil
+	return b.submit()
+}
+
+func (e *gpuEngine) upload(s slot, v []float32) error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	b, err := e.buf(s)
+	if err != nil {
+		return err
+	}
+	return e.d.Upload(b, v)
+}
+
+func (e *gpuEngine) setX(v []float32) error     { return e.upload(sX, v) }
+func (e *gpuEngine) setNoise(v []float32) error { return e.upload(sNoise, v) }
+
+func (e *gpuEngine) setTimes(t0, t1 float32) error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	if e.times == nil {
+		b, err := e.d.NewBuffer(2)
+		if err != nil {
+			return err
+		}
+		e.times = b
+	}
+	return e.d.Upload(e.times, []float32{t0, t1})
+}
+
+func (e *gpuEngine) eval(net, x slot, tslot int) error {
+	p, err := e.plan(net)
+	if err != nil {
+		return err
+	}
+	xb, err := e.buf(x)
+	if err != nil {
+		return err
+	}
+	b, err := e.open()
+	if err != nil {
+		return err
+	}
+	return p.encode(b, xb, e.times, 0, tslot)
+}
+
+func (e *gpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
+	key := [4]slot{dst, x, y, z}
+	if e.used[key] {
+		// Its uniform is already read by the open batch.
+		if err := e.flush(); err != nil {
+			return err
+		}
+	}
+	if y == sNone {
+		b = 0
+	}
+	if z == sNone {
+		c = 0
+	}
+	o := e.ups[key]
+	if o == nil {
+		var bs [4]*Buffer
+		for i, s := range key {
+			if s == sNone {
+				continue
+			}
+			var err error
+			if bs[i], err = e.buf(s); err != nil {
+				return err
+			}
+		}
+		var err error
+		if o, err = e.d.updateOp(bs[0], bs[1], bs[2], bs[3], e.n*e.dim); err != nil {
+			return err
+		}
+		if e.ups == nil {
+			e.ups = map[[4]slot]*op{}
+		}
+		e.ups[key] = o
+	}
+	if err := o.setUniform(updateUniform(e.n*e.dim, a, b, c)); err != nil {
+		return err
+	}
+	bt, err := e.open()
+	if err != nil {
+		return err
+	}
+	bt.run(o)
+	e.used[key] = true
+	return nil
+}
+
+func (e *gpuEngine) copy(dst, src slot) error {
+	db, err := e.buf(dst)
+	if err != nil {
+		return err
+	}
+	sb, err := e.buf(src)
+	if err != nil {
+		return err
+	}
+	b, err := e.open()
+	if err != nil {
+		return err
+	}
+	return b.copy(sb, db, e.n*e.dim)
+}
+
+func (e *gpuEngine) endStep(step, total int) error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	if step%syncEvery == 0 && step < total {
+		return e.d.wait()
+	}
+	return nil
+}
+
+func (e *gpuEngine) result() ([]float32, error) {
+	if err := e.flush(); err != nil {
+		return nil, err
+	}
+	b, err := e.buf(sX)
+	if err != nil {
+		return nil, err
+	}
+	return e.d.Read(b)
+}
+
+func (e *gpuEngine) release() {
+	if e.b != nil {
+		e.b.discard()
+		e.b = nil
+	}
+	for _, o := range e.ups {
+		o.release()
+	}
+	for _, p := range e.plans {
+		p.release()
+	}
+	for _, b := range e.bufs {
+		b.Destroy()
+	}
+	e.times.Destroy()
+}
