@@ -76,11 +76,11 @@ func runTrain(args []string, stdout io.Writer) error {
 	fs.IntVar(&c.S1.MaxEpochs, "stage1-epochs", 200, "maximum stage-1 epochs (paper 1000)")
 	fs.IntVar(&c.S1.AMEpochs, "am-epochs", 15, "adjoint-matching epochs per stage-1 cycle")
 	fs.IntVar(&c.S1.CMEpochs, "cm-epochs", 5, "corrector-matching epochs per stage-1 cycle")
-	fs.IntVar(&c.S1.EvalStart, "eval-start", 100, "first epoch of the stage-1 terminal check (paper 300)")
+	fs.IntVar(&c.S1.EvalStart, "eval-start", 60, "first epoch of the stage-1 terminal check (paper 300)")
 	fs.IntVar(&c.S1.EvalSamples, "eval-samples", 8192, "points simulated by the terminal check")
 	fs.IntVar(&c.S1.Resample, "resample", 4096, "stage-1 samples simulated per epoch")
 	fs.IntVar(&c.S1.Buffer, "buffer", 20000, "stage-1 replay buffer size")
-	fs.IntVar(&c.S1.ForwardNFE, "forward-nfe", 20, "time points of the AM and stage-2 simulations")
+	fs.IntVar(&c.S1.ForwardNFE, "forward-nfe", 50, "time points of the AM, terminal-check and stage-2 simulations (asbm.md §6.1: 50–100 for the toys)")
 	fs.IntVar(&c.S1.CMNFE, "cm-nfe", 100, "time points of the CM simulations")
 	fs.IntVar(&c.S2.Epochs, "stage2-epochs", 150, "stage-2 epochs (the baseline gets the same)")
 	fs.IntVar(&c.S2.Couplings, "couplings", 8192, "fresh couplings per stage-2 epoch (and baseline examples)")
@@ -213,8 +213,10 @@ func (c trainConfig) validate() error {
 	return nil
 }
 
-func (c trainConfig) vp() asbm.VP     { return asbm.VP{Beta0: c.Beta0, Beta1: c.Beta1, SigmaV: c.SigmaV} }
-func (c trainConfig) baseVP() asbm.VP { return asbm.VP{Beta0: c.Beta0, Beta1: c.BaseB1, SigmaV: c.SigmaV} }
+func (c trainConfig) vp() asbm.VP { return asbm.VP{Beta0: c.Beta0, Beta1: c.Beta1, SigmaV: c.SigmaV} }
+func (c trainConfig) baseVP() asbm.VP {
+	return asbm.VP{Beta0: c.Beta0, Beta1: c.BaseB1, SigmaV: c.SigmaV}
+}
 
 func (c trainConfig) opt() cpu.Config {
 	o := cpu.DefaultConfig()

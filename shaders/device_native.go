@@ -4,6 +4,7 @@ package shaders
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +26,14 @@ var quietLog sync.Once
 func NewDevice() (*Device, error) {
 	// wgpu-native logs harmless warnings (no windowing system, no EGL config) at its default level;
 	// validation errors still come back as Go errors.
-	quietLog.Do(func() { wgpu.SetLogLevel(wgpu.LogLevelError) })
+	quietLog.Do(func() {
+		wgpu.SetLogLevel(wgpu.LogLevelError)
+		// The Vulkan loader prints "XDG_RUNTIME_DIR is invalid" on every instance when it is unset
+		// (headless servers, CI); any writable folder silences it.
+		if os.Getenv("XDG_RUNTIME_DIR") == "" {
+			os.Setenv("XDG_RUNTIME_DIR", os.TempDir())
+		}
+	})
 	inst := wgpu.CreateInstance(nil)
 	if inst == nil {
 		return nil, ErrNoAdapter

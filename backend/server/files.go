@@ -76,11 +76,15 @@ func (h *handler) serveSite(c echo.Context) error {
 		// The gzip middleware skips .wasm (see skipGzip), so say here that the body depends on it.
 		c.Response().Header().Add("Vary", "Accept-Encoding")
 	}
-	if strings.HasSuffix(name, ".wasm") && acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
+	// Range requests get the raw file: a byte range of the gzip stream is of no use to anyone.
+	if strings.HasSuffix(name, ".wasm") && c.Request().Header.Get("Range") == "" &&
+		acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
 		if gz, err := h.site.Stat(name + ".gz"); err == nil && gz.Mode().IsRegular() {
 			hd := c.Response().Header()
 			hd.Set("Content-Encoding", "gzip")
-			// Content-Length is the compressed size; this tells a progress bar the decoded one.
+			// http.ServeContent leaves Content-Length out once Content-Encoding is set; a
+			// download progress bar wants it (the compressed size), and the decoded size too.
+			hd.Set("Content-Length", strconv.FormatInt(gz.Size(), 10))
 			hd.Set("X-Decoded-Content-Length", strconv.FormatInt(st.Size(), 10))
 			return h.serveFile(c, h.site, name+".gz", "application/wasm")
 		}

@@ -247,6 +247,9 @@ func TestWasmPrecompressed(t *testing.T) {
 	if got := gunzip(t, body); !bytes.Equal(got, fx.wasm) {
 		t.Errorf("decoded wasm differs: %d bytes vs %d", len(got), len(fx.wasm))
 	}
+	if gzInfo, _ := os.Stat(filepath.Join(fx.site, "asbm.wasm.gz")); res.ContentLength != gzInfo.Size() {
+		t.Errorf("Content-Length = %d, want the .gz size %d", res.ContentLength, gzInfo.Size())
+	}
 	if l := res.Header.Get("X-Decoded-Content-Length"); l != fmt.Sprint(len(fx.wasm)) {
 		t.Errorf("X-Decoded-Content-Length = %q, want %d", l, len(fx.wasm))
 	}
@@ -265,6 +268,31 @@ func TestWasmPrecompressed(t *testing.T) {
 		if ct := res.Header.Get("Content-Type"); ct != "application/wasm" {
 			t.Errorf("Accept-Encoding %q: Content-Type %q", ae, ct)
 		}
+	}
+	// A range request gets a range of the raw file, never of the gzip stream.
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Range", "bytes=4-99")
+	rres, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := io.ReadAll(rres.Body)
+	rres.Body.Close()
+	if rres.StatusCode != http.StatusPartialContent || rres.Header.Get("Content-Encoding") != "" || !bytes.Equal(rb, fx.wasm[4:100]) {
+		t.Errorf("range: %d %q %d bytes", rres.StatusCode, rres.Header.Get("Content-Encoding"), len(rb))
+	}
+	// A conditional request is answered 304 without a body.
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("If-Modified-Since", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	cres, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cres.Body.Close()
+	if cres.StatusCode != http.StatusNotModified {
+		t.Errorf("If-Modified-Since in the future: %d, want 304", cres.StatusCode)
 	}
 	// No .gz beside it: the raw file, with the right type.
 	res, body = get(t, ts.URL+"/plain.wasm", "gzip")
