@@ -9,7 +9,8 @@
 #
 # The test verb is written for a fresh Debian machine run as root: it installs chromium (whose
 # SwiftShader gives headless WebGPU), mesa-vulkan-drivers + libvulkan1 (lavapipe, for the native
-# WebGPU tests), Node.js if absent, and playwright-core from site/package-lock.json. It never
+# WebGPU tests), dataset-fashion-mnist and fonts-noto-color-emoji (the image data sets' loaders are
+# tested on the real files), Node.js if absent, and playwright-core from site/package-lock.json. It never
 # downloads a browser of its own.
 set -euo pipefail
 
@@ -59,7 +60,7 @@ node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo
 setup() {
 	section "setup: system packages"
 	local missing=()
-	for p in chromium mesa-vulkan-drivers libvulkan1 gzip; do
+	for p in chromium mesa-vulkan-drivers libvulkan1 gzip dataset-fashion-mnist fonts-noto-color-emoji; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 	done
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -70,7 +71,7 @@ setup() {
 		as_root apt-get update
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 	else
-		echo "present: chromium mesa-vulkan-drivers libvulkan1 node $(node --version)"
+		echo "present: chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist fonts-noto-color-emoji node $(node --version)"
 	fi
 	[ "$(node_major)" -ge 20 ] || die "Node.js $(node --version 2>/dev/null) is too old: playwright-core needs Node ≥ 20"
 	[ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing after the install"
@@ -105,7 +106,7 @@ test_all() {
 	section "test: go test ./... (WebGPU tests must find an adapter: ASBM_REQUIRE_GPU=1)"
 	local xdg
 	xdg=$(mktemp -d)
-	ASBM_REQUIRE_GPU=1 XDG_RUNTIME_DIR="$xdg" go test ./...
+	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 XDG_RUNTIME_DIR="$xdg" go test ./...
 
 	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js)"
 	GOOS=js GOARCH=wasm go test -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm

@@ -100,18 +100,23 @@ func runExport(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := exportModel(st, *f16)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-		return err
-	}
-	if err := weights.WriteFile(*out, f); err != nil {
+	if err := writeModel(st, *f16, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, st.phase)
 	return nil
+}
+
+// writeModel exports a run's finished networks to the model file at path (atomically).
+func writeModel(st *trainState, f16 bool, path string) error {
+	f, err := exportModel(st, f16)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return weights.WriteFile(path, f)
 }
 
 // sortedKeys returns a map's keys in order, for deterministic files.

@@ -148,14 +148,7 @@ func runTrain(args []string, stdout io.Writer) error {
 	if err := tr.run(); err != nil {
 		return err
 	}
-	f, err := exportModel(st, *f16)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-		return err
-	}
-	if err := weights.WriteFile(*out, f); err != nil {
+	if err := writeModel(st, *f16, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(tr.log, "wrote %s\n", *out)
