@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -75,14 +76,13 @@ func addMLP(f *weights.File, prefix string, m *shaders.MLP, f16 bool) error {
 	return nil
 }
 
-// trainFlags renders the flags that reproduce a run.
+// trainFlags renders the flags that reproduce a run: every configuration flag with its value.
 func trainFlags(c trainConfig) string {
-	return fmt.Sprintf("--data %s --seed %d --hidden %d --layers %d --fourier %d --lr %g --ema %g --batch %d --beta0 %g --beta1 %g --baseline-beta1 %g --sigma-v %g "+
-		"--stage1-epochs %d --am-epochs %d --cm-epochs %d --eval-start %d --eval-samples %d --resample %d --buffer %d --forward-nfe %d --cm-nfe %d "+
-		"--stage2-epochs %d --couplings %d --distill-epochs %d --distill-samples %d --distill-ode-steps %d",
-		c.Data, c.Seed, c.Arch.Hidden, c.Arch.Layers, c.Arch.Fourier, c.LR, c.EMA, c.Batch, c.Beta0, c.Beta1, c.BaseB1, c.SigmaV,
-		c.S1.MaxEpochs, c.S1.AMEpochs, c.S1.CMEpochs, c.S1.EvalStart, c.S1.EvalSamples, c.S1.Resample, c.S1.Buffer, c.S1.ForwardNFE, c.S1.CMNFE,
-		c.S2.Epochs, c.S2.Couplings, c.Distill.Epochs, c.Distill.Samples, c.Distill.ODESteps)
+	var parts []string
+	fs := newFlags("train")
+	bindTrainFlags(fs, &c)
+	fs.VisitAll(func(f *flag.Flag) { parts = append(parts, "--"+f.Name+" "+f.Value.String()) })
+	return strings.Join(parts, " ")
 }
 
 func runExport(args []string, stdout io.Writer) error {

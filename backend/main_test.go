@@ -220,3 +220,75 @@ func TestEvalJSON(t *testing.T) {
 		t.Errorf("table: %q", stdout)
 	}
 }
+
+// TestTrainOnGPUEngineResumesCPUCheckpoint starts a run on the gorgonia engine, stops it, and
+// finishes it on the WGSL engine (native WebGPU): the engines share checkpoint keys.
+func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
+	if _, err := shaders.NewDevice(); err != nil {
+		if os.Getenv("ASBM_REQUIRE_GPU") == "1" {
+			t.Fatal(err)
+		}
+		t.Skipf("no WebGPU adapter: %v", err)
+	}
+	dir := t.TempDir()
+	ckptEveryWas := ckptEvery
+	ckptEvery, testStopAfter = 0, 3
+	defer func() { ckptEvery, testStopAfter = ckptEveryWas, 0 }()
+	out := filepath.Join(dir, "m.msgpack")
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out, "--device", "cpu"}, tinyTrain...)
+	if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, errTestStop.Error()) {
+		t.Fatalf("first part: exit %d: %s", code, stderr)
+	}
+	testStopAfter = 0
+	code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume", "--device", "gpu")
+	if code != 0 {
+		t.Fatalf("resume on gpu: exit %d: %s", code, stderr)
+	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "run", "train.log")); !strings.Contains(string(log), "engine: gpu (WGSL on") {
+		t.Errorf("the log does not name the GPU engine: %s", log)
+	}
+	m, err := loadModel(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.nets) != 4 {
+		t.Fatalf("model has %d networks, want 4", len(m.nets))
+	}
+	pts, err := sampleCPU(m, request{net: "asbm", sampler: "ode", nfe: 4, n: 100, seed: 1}, nil)
+	if err != nil || maxAbsDiff(pts, pts) != 0 {
+		t.Fatalf("sampling the GPU-trained model: %v", err)
+	}
+}
+
+// TestResumeFromPhaseRetrainsOnlyLaterPhases reruns the distillation of a finished run with other
+// settings: the score, control and baseline stay as they were, the generator changes.
+func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
+	dir := t.TempDir()
+	first := trainTiny(t, dir)
+	before, err := weights.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "again.msgpack")
+	code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--from-phase", "distill",
+		"--distill-epochs", "3", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	after, err := weights.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tb := range before.Tensors {
+		same := bytes.Equal(tb.Data, after.Tensors[i].Data)
+		if strings.HasPrefix(tb.Name, netGen) == same {
+			t.Errorf("%s: unchanged = %v after rerunning the distillation", tb.Name, same)
+		}
+	}
+	if cmd, _ := after.MetaString("command"); !strings.Contains(cmd, "--distill-epochs 3") {
+		t.Errorf("meta command does not record the override: %q", cmd)
+	}
+	if code, _, stderr := runCLI(t, "train", "--data", "toy:moons", "--from-phase", "stage2"); code != 2 || !strings.Contains(stderr, "--from-phase needs --resume") {
+		t.Errorf("--from-phase without --resume: exit %d %q", code, stderr)
+	}
+}

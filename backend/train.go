@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"asbm/backend/asbm"
 	"asbm/backend/cpu"
 	"asbm/backend/data"
+	"asbm/backend/gpu"
+	"asbm/shaders"
 	"asbm/weights"
 )
 
@@ -42,9 +45,12 @@ type s1Flags struct {
 	MaxEpochs, AMEpochs, CMEpochs, EvalStart, EvalSamples, Resample, Buffer, ForwardNFE, CMNFE int
 }
 
-type s2Flags struct{ Epochs, Couplings int }
+type s2Flags struct{ Epochs, Couplings, Passes, ForwardNFE int }
 
-type distillFlags struct{ Epochs, Samples, ODESteps int }
+type distillFlags struct {
+	Epochs, Samples, ODESteps, Passes int
+	EMA                               float64
+}
 
 // The training phases in order. Each finished phase leaves its network under "final/<net>/" in the
 // checkpoint; the running phase's loop state lives under "loop/".
@@ -53,49 +59,84 @@ var phases = []string{"stage1", "stage2", "baseline", "distill", "done"}
 // checkpointName is the checkpoint's file name inside --run.
 const checkpointName = "checkpoint.msgpack"
 
-func runTrain(args []string, stdout io.Writer) error {
+// defaultTrainConfig is the toys' configuration (asbm.md §6.1; the paper's numbers where they apply).
+func defaultTrainConfig() trainConfig {
+	return trainConfig{
+		Seed: 917, Arch: weights.Arch{Kind: "mlp", Dim: 2, Hidden: 128, Layers: 3, Fourier: 8},
+		LR: 1e-3, EMA: 0.999, Batch: 512, Beta0: 0.1, Beta1: 4, BaseB1: 20, SigmaV: 1,
+		S1: s1Flags{MaxEpochs: 200, AMEpochs: 15, CMEpochs: 5, EvalStart: 60, EvalSamples: 8192,
+			Resample: 4096, Buffer: 20000, ForwardNFE: 50, CMNFE: 100},
+		S2:      s2Flags{Epochs: 200, Couplings: 8192, Passes: 4, ForwardNFE: 20},
+		Distill: distillFlags{Epochs: 40, Samples: 4096, ODESteps: 32, Passes: 4, EMA: 0.99},
+	}
+}
+
+// bindTrainFlags defines the configuration flags on fs with c's current values as defaults, so
+// binding a resumed run's stored configuration changes only what the command line names.
+func bindTrainFlags(fs *flag.FlagSet, c *trainConfig) {
+	fs.StringVar(&c.Data, "data", c.Data, "data set: toy:8gaussians, toy:moons or toy:checkerboard")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, data and noise (asbm.md §3.3)")
+	fs.IntVar(&c.Arch.Hidden, "hidden", c.Arch.Hidden, "MLP width")
+	fs.IntVar(&c.Arch.Layers, "layers", c.Arch.Layers, "MLP hidden layers")
+	fs.IntVar(&c.Arch.Fourier, "fourier", c.Arch.Fourier, "Fourier time frequencies")
+	fs.Float64Var(&c.LR, "lr", c.LR, "AdamW learning rate (asbm.md §6.1: 1e-3–1e-4 for the toys)")
+	fs.Float64Var(&c.EMA, "ema", c.EMA, "EMA decay")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "regression batch (asbm.md §6.1: 512 for the toys)")
+	fs.Float64Var(&c.Beta0, "beta0", c.Beta0, "VP β at t = 0")
+	fs.Float64Var(&c.Beta1, "beta1", c.Beta1, "VP β at t = 1 for ASBM (the paper's non-memoryless base)")
+	fs.Float64Var(&c.BaseB1, "baseline-beta1", c.BaseB1, "VP β at t = 1 for the memoryless baseline")
+	fs.Float64Var(&c.SigmaV, "sigma-v", c.SigmaV, "VP σ_v")
+	fs.IntVar(&c.S1.MaxEpochs, "stage1-epochs", c.S1.MaxEpochs, "maximum stage-1 epochs (paper 1000)")
+	fs.IntVar(&c.S1.AMEpochs, "am-epochs", c.S1.AMEpochs, "adjoint-matching epochs per stage-1 cycle")
+	fs.IntVar(&c.S1.CMEpochs, "cm-epochs", c.S1.CMEpochs, "corrector-matching epochs per stage-1 cycle")
+	fs.IntVar(&c.S1.EvalStart, "eval-start", c.S1.EvalStart, "first epoch of the stage-1 terminal check (paper 300)")
+	fs.IntVar(&c.S1.EvalSamples, "eval-samples", c.S1.EvalSamples, "points simulated by the terminal check")
+	fs.IntVar(&c.S1.Resample, "resample", c.S1.Resample, "stage-1 samples simulated per epoch")
+	fs.IntVar(&c.S1.Buffer, "buffer", c.S1.Buffer, "stage-1 replay buffer size")
+	fs.IntVar(&c.S1.ForwardNFE, "forward-nfe", c.S1.ForwardNFE, "time points of the AM and terminal-check simulations (asbm.md §6.1: 50–100 for the toys)")
+	fs.IntVar(&c.S1.CMNFE, "cm-nfe", c.S1.CMNFE, "time points of the CM simulations")
+	fs.IntVar(&c.S2.Epochs, "stage2-epochs", c.S2.Epochs, "stage-2 epochs (the baseline gets the same steps)")
+	fs.IntVar(&c.S2.Couplings, "couplings", c.S2.Couplings, "fresh couplings simulated per stage-2 epoch")
+	fs.IntVar(&c.S2.Passes, "stage2-passes", c.S2.Passes, "passes over each epoch's couplings (the paper: 1)")
+	fs.IntVar(&c.S2.ForwardNFE, "stage2-nfe", c.S2.ForwardNFE, "time points of the stage-2 coupling simulation (asbm.md §5.1: 20)")
+	fs.IntVar(&c.Distill.Epochs, "distill-epochs", c.Distill.Epochs, "distillation epochs")
+	fs.IntVar(&c.Distill.Samples, "distill-samples", c.Distill.Samples, "fresh (z, ODE teacher) pairs per distillation epoch")
+	fs.IntVar(&c.Distill.ODESteps, "distill-ode-steps", c.Distill.ODESteps, "Heun steps of the teacher PF-ODE")
+	fs.IntVar(&c.Distill.Passes, "distill-passes", c.Distill.Passes, "passes over each epoch's teacher pairs")
+	fs.Float64Var(&c.Distill.EMA, "distill-ema", c.Distill.EMA, "EMA decay of the generator (it takes few steps)")
+}
+
+// trainFlagSet returns the train verb's flags bound to c and to the run options.
+func trainFlagSet(c *trainConfig, o *runOptions) *flag.FlagSet {
 	fs := newFlags("train")
-	var c trainConfig
-	fs.StringVar(&c.Data, "data", "", "data set: toy:8gaussians, toy:moons or toy:checkerboard")
-	out := fs.String("out", "", "model file to write at the end (default weights/<data set>.msgpack)")
-	runDir := fs.String("run", "", "folder for the checkpoint and log (default runs/<data set>)")
-	resume := fs.Bool("resume", false, "continue the run in --run from its checkpoint")
-	device := fs.String("device", "cpu", "training engine: cpu (gorgonia), gpu or auto")
-	f16 := fs.Bool("f16", false, "store the exported weights as f16")
-	fs.Uint64Var(&c.Seed, "seed", 917, "seed of initialisation, data and noise (asbm.md §3.3)")
-	fs.IntVar(&c.Arch.Hidden, "hidden", 128, "MLP width")
-	fs.IntVar(&c.Arch.Layers, "layers", 3, "MLP hidden layers")
-	fs.IntVar(&c.Arch.Fourier, "fourier", 8, "Fourier time frequencies")
-	fs.Float64Var(&c.LR, "lr", 1e-3, "AdamW learning rate (asbm.md §6.1: 1e-3–1e-4 for the toys)")
-	fs.Float64Var(&c.EMA, "ema", 0.999, "EMA decay")
-	fs.IntVar(&c.Batch, "batch", 512, "regression batch (asbm.md §6.1: 512 for the toys)")
-	fs.Float64Var(&c.Beta0, "beta0", 0.1, "VP β at t = 0")
-	fs.Float64Var(&c.Beta1, "beta1", 4, "VP β at t = 1 for ASBM (the paper's non-memoryless base)")
-	fs.Float64Var(&c.BaseB1, "baseline-beta1", 20, "VP β at t = 1 for the memoryless baseline")
-	fs.Float64Var(&c.SigmaV, "sigma-v", 1, "VP σ_v")
-	fs.IntVar(&c.S1.MaxEpochs, "stage1-epochs", 200, "maximum stage-1 epochs (paper 1000)")
-	fs.IntVar(&c.S1.AMEpochs, "am-epochs", 15, "adjoint-matching epochs per stage-1 cycle")
-	fs.IntVar(&c.S1.CMEpochs, "cm-epochs", 5, "corrector-matching epochs per stage-1 cycle")
-	fs.IntVar(&c.S1.EvalStart, "eval-start", 60, "first epoch of the stage-1 terminal check (paper 300)")
-	fs.IntVar(&c.S1.EvalSamples, "eval-samples", 8192, "points simulated by the terminal check")
-	fs.IntVar(&c.S1.Resample, "resample", 4096, "stage-1 samples simulated per epoch")
-	fs.IntVar(&c.S1.Buffer, "buffer", 20000, "stage-1 replay buffer size")
-	fs.IntVar(&c.S1.ForwardNFE, "forward-nfe", 50, "time points of the AM, terminal-check and stage-2 simulations (asbm.md §6.1: 50–100 for the toys)")
-	fs.IntVar(&c.S1.CMNFE, "cm-nfe", 100, "time points of the CM simulations")
-	fs.IntVar(&c.S2.Epochs, "stage2-epochs", 150, "stage-2 epochs (the baseline gets the same)")
-	fs.IntVar(&c.S2.Couplings, "couplings", 8192, "fresh couplings per stage-2 epoch (and baseline examples)")
-	fs.IntVar(&c.Distill.Epochs, "distill-epochs", 40, "distillation epochs")
-	fs.IntVar(&c.Distill.Samples, "distill-samples", 4096, "fresh (z, ODE teacher) pairs per distillation epoch")
-	fs.IntVar(&c.Distill.ODESteps, "distill-ode-steps", 32, "Heun steps of the teacher PF-ODE")
-	if err := parseFlags(fs, args); err != nil {
+	bindTrainFlags(fs, c)
+	fs.StringVar(&o.out, "out", "", "model file to write at the end (default weights/<data set>.msgpack)")
+	fs.StringVar(&o.run, "run", "", "folder for the checkpoint and log (default runs/<data set>)")
+	fs.BoolVar(&o.resume, "resume", false, "continue the run in --run from its checkpoint; flags given with it override the stored ones")
+	fs.StringVar(&o.fromPhase, "from-phase", "", "with --resume: restart at this phase (stage2, baseline or distill), keeping the earlier phases' networks")
+	fs.StringVar(&o.device, "device", "cpu", "training engine: cpu (gorgonia), gpu or auto")
+	fs.BoolVar(&o.f16, "f16", false, "store the exported weights as f16")
+	return fs
+}
+
+// runOptions are the train flags that are not part of the stored configuration.
+type runOptions struct {
+	out, run, fromPhase, device string
+	resume, f16                 bool
+}
+
+func runTrain(args []string, stdout io.Writer) error {
+	c := defaultTrainConfig()
+	var o runOptions
+	if err := parseFlags(trainFlagSet(&c, &o), args); err != nil {
 		return err
 	}
-	switch *device {
-	case "cpu", "auto":
-	case "gpu":
-		return usagef("--device gpu: the WebGPU training engine is not built yet; use --device cpu")
-	default:
+	out, runDir, resume, device, f16 := &o.out, &o.run, &o.resume, &o.device, &o.f16
+	if *device != "cpu" && *device != "gpu" && *device != "auto" {
 		return usagef("--device must be cpu, gpu or auto, got %q", *device)
+	}
+	if o.fromPhase != "" && (!o.resume || phaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
+		return usagef("--from-phase needs --resume and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
 	name := ""
 	if !*resume || c.Data != "" {
@@ -117,9 +158,20 @@ func runTrain(args []string, stdout io.Writer) error {
 		if st, err = loadTrainState(ckptPath); err != nil {
 			return err
 		}
+		// Flags named on the command line override the stored configuration.
+		if err := parseFlags(trainFlagSet(&st.cfg, &runOptions{}), args); err != nil {
+			return err
+		}
+		if err := st.cfg.validate(); err != nil {
+			return err
+		}
+		if o.fromPhase != "" {
+			if err := st.rewind(o.fromPhase); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(os.Stderr, "resuming %s at phase %s\n", ckptPath, st.phase)
 	} else {
-		c.Arch = weights.Arch{Kind: "mlp", Dim: 2, Hidden: c.Arch.Hidden, Layers: c.Arch.Layers, Fourier: c.Arch.Fourier}
 		if err := c.validate(); err != nil {
 			return err
 		}
@@ -144,7 +196,11 @@ func runTrain(args []string, stdout io.Writer) error {
 	}
 	defer logf.Close()
 	tr := &trainer{st: st, ckpt: ckptPath, log: io.MultiWriter(os.Stderr, logf)}
-	fmt.Fprintf(tr.log, "engine: cpu (gorgonia); data %s; arch %+v; run %s\n", st.cfg.Data, st.cfg.Arch, *runDir)
+	engine, err := tr.chooseEngine(*device)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(tr.log, "engine: %s; data %s; arch %+v; run %s\n", engine, st.cfg.Data, st.cfg.Arch, *runDir)
 	if err := tr.run(); err != nil {
 		return err
 	}
@@ -183,7 +239,8 @@ func (c trainConfig) validate() error {
 		"--stage1-epochs": c.S1.MaxEpochs, "--am-epochs": c.S1.AMEpochs, "--cm-epochs": c.S1.CMEpochs,
 		"--resample": c.S1.Resample, "--buffer": c.S1.Buffer, "--eval-samples": c.S1.EvalSamples,
 		"--stage2-epochs": c.S2.Epochs, "--couplings": c.S2.Couplings, "--distill-epochs": c.Distill.Epochs,
-		"--distill-samples": c.Distill.Samples, "--distill-ode-steps": c.Distill.ODESteps}
+		"--distill-samples": c.Distill.Samples, "--distill-ode-steps": c.Distill.ODESteps,
+		"--stage2-passes": c.S2.Passes, "--distill-passes": c.Distill.Passes}
 	for k, v := range pos {
 		if v < 1 {
 			return usagef("%s must be ≥ 1, got %d", k, v)
@@ -192,11 +249,11 @@ func (c trainConfig) validate() error {
 	if c.Arch.Fourier < 0 {
 		return usagef("--fourier must be ≥ 0")
 	}
-	if c.S1.ForwardNFE < 2 || c.S1.CMNFE < 2 {
-		return usagef("--forward-nfe and --cm-nfe count time points and must be ≥ 2")
+	if c.S1.ForwardNFE < 2 || c.S1.CMNFE < 2 || c.S2.ForwardNFE < 2 {
+		return usagef("--forward-nfe, --cm-nfe and --stage2-nfe count time points and must be ≥ 2")
 	}
-	if !(c.LR > 0 && c.LR < 1) || !(c.EMA >= 0 && c.EMA < 1) {
-		return usagef("--lr must be in (0, 1) and --ema in [0, 1)")
+	if !(c.LR > 0 && c.LR < 1) || !(c.EMA >= 0 && c.EMA < 1) || !(c.Distill.EMA >= 0 && c.Distill.EMA < 1) {
+		return usagef("--lr must be in (0, 1), --ema and --distill-ema in [0, 1)")
 	}
 	for _, vp := range []asbm.VP{c.vp(), c.baseVP()} {
 		if err := vp.Validate(); err != nil {
@@ -226,6 +283,25 @@ type trainState struct {
 	log   []string                        // one line per finished phase
 }
 
+// rewind restarts the run at phase, dropping the networks of that phase and the later ones.
+func (st *trainState) rewind(phase string) error {
+	i := phaseIndex(phase)
+	if i > phaseIndex(st.phase) {
+		return usagef("--from-phase %s: the run has not reached it yet (it is at %s): resume without --from-phase", phase, st.phase)
+	}
+	for _, p := range phases[i:] {
+		delete(st.final, map[string]string{"stage1": "u", "stage2": "s", "baseline": "b", "distill": "g"}[p])
+	}
+	var kept []string
+	for _, l := range st.log {
+		if name, _, _ := strings.Cut(l, ":"); phaseIndex(name) < i {
+			kept = append(kept, l)
+		}
+	}
+	st.phase, st.log, st.loop = phase, kept, asbm.Checkpoint{}
+	return nil
+}
+
 // loadTrainState reads a checkpoint written by saveTrainState.
 func loadTrainState(path string) (*trainState, error) {
 	f, err := weights.ReadFile(path)
@@ -239,6 +315,13 @@ func loadTrainState(path string) (*trainState, error) {
 	cfgJSON, _ := f.MetaString("config")
 	if err := json.Unmarshal([]byte(cfgJSON), &st.cfg); err != nil {
 		return nil, fmt.Errorf("%s: unreadable training config: %v", path, err)
+	}
+	// Settings added after a checkpoint was written take the values those runs used.
+	if st.cfg.S2.ForwardNFE == 0 {
+		st.cfg.S2.ForwardNFE = st.cfg.S1.ForwardNFE
+	}
+	if st.cfg.Distill.EMA == 0 {
+		st.cfg.Distill.EMA = st.cfg.EMA
 	}
 	st.phase, _ = f.MetaString("phase")
 	if phaseIndex(st.phase) < 0 {
@@ -336,7 +419,38 @@ type trainer struct {
 	st     *trainState
 	ckpt   string
 	log    io.Writer
-	epochs int // epochs run by this process
+	gpu    bool // train on the WGSL engine (backend/gpu) instead of gorgonia
+	epochs int  // epochs run by this process
+}
+
+// engineModel is what the trainer needs of an engine's network: a trainable asbm.Model whose EMA
+// parameters can be exported. backend/cpu and backend/gpu share state keys, so a checkpoint written
+// by one resumes on the other.
+type engineModel interface {
+	asbm.Model
+	EMAParams() *shaders.MLP
+}
+
+// chooseEngine picks the training engine for --device and describes it. auto takes a hardware
+// WebGPU adapter when there is one; a software adapter (lavapipe, SwiftShader) is slower than the
+// gorgonia engine on the same cores (design.md), so auto skips it while gpu honours it.
+func (tr *trainer) chooseEngine(device string) (string, error) {
+	if device == "cpu" {
+		return "cpu (gorgonia)", nil
+	}
+	dev, err := gpu.Device()
+	switch {
+	case err != nil && device == "gpu":
+		return "", fmt.Errorf("--device gpu: %w", err)
+	case err != nil:
+		fmt.Fprintf(tr.log, "no WebGPU adapter (%v): training on the CPU\n", err)
+		return "cpu (gorgonia)", nil
+	case device == "auto" && dev.IsSoftware():
+		fmt.Fprintf(tr.log, "WebGPU adapter %s is a software rasteriser, slower than the CPU engine: training on the CPU (--device gpu forces it)\n", dev.AdapterInfo())
+		return "cpu (gorgonia)", nil
+	}
+	tr.gpu = true
+	return "gpu (WGSL on " + dev.AdapterInfo() + ")", nil
 }
 
 // ckptEvery bounds how often a checkpoint is written inside a phase; phase ends always write one.
@@ -357,13 +471,24 @@ func (tr *trainer) run() error {
 	return nil
 }
 
-// newModel returns a fresh gorgonia MLP for one network, seeded per role.
-func (tr *trainer) newModel(role uint64) (*cpu.MLP, error) {
+// newModel returns a fresh network on the chosen engine, seeded per role.
+func (tr *trainer) newModel(role uint64) (engineModel, error) {
+	if tr.gpu {
+		return gpu.New(tr.st.cfg.Arch, tr.st.cfg.opt(), tr.st.cfg.Seed*16+role)
+	}
 	return cpu.New(tr.st.cfg.Arch, tr.st.cfg.opt(), tr.st.cfg.Seed*16+role)
 }
 
+// warmModel returns a network on the chosen engine starting from m's parameters.
+func (tr *trainer) warmModel(m *shaders.MLP, cfg cpu.Config) (engineModel, error) {
+	if tr.gpu {
+		return gpu.FromMLP(m, cfg)
+	}
+	return cpu.FromMLP(m, cfg)
+}
+
 // finalModel rebuilds a finished phase's network.
-func (tr *trainer) finalModel(net string) (*cpu.MLP, error) {
+func (tr *trainer) finalModel(net string) (engineModel, error) {
 	state := tr.st.final[net]
 	if state == nil {
 		return nil, fmt.Errorf("checkpoint lacks the finished network %q", net)
@@ -432,7 +557,7 @@ func (tr *trainer) runPhase() error {
 		}
 		cfg := asbm.DefaultStage2()
 		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+1, c.Batch
-		cfg.Couplings, cfg.ForwardNFE, cfg.Epochs = c.S2.Couplings, c.S1.ForwardNFE, c.S2.Epochs
+		cfg.Couplings, cfg.ForwardNFE, cfg.Epochs, cfg.Passes = c.S2.Couplings, c.S2.ForwardNFE, c.S2.Epochs, c.S2.Passes
 		s2, err := asbm.NewStage2(cfg, u.EMA(), s, dataFn)
 		if err != nil {
 			return err
@@ -440,7 +565,7 @@ func (tr *trainer) runPhase() error {
 		l, total = s2, cfg.Epochs
 		finish = func() error {
 			tr.st.final["s"] = s.State()
-			tr.st.log = append(tr.st.log, fmt.Sprintf("stage2: %d epochs × %d couplings", cfg.Epochs, cfg.Couplings))
+			tr.st.log = append(tr.st.log, fmt.Sprintf("stage2: %d epochs × %d couplings × %d passes, forward NFE %d", cfg.Epochs, cfg.Couplings, cfg.Passes, cfg.ForwardNFE))
 			return nil
 		}
 	case "baseline":
@@ -450,7 +575,9 @@ func (tr *trainer) runPhase() error {
 		}
 		cfg := asbm.DefaultBaseline()
 		cfg.VP, cfg.Seed, cfg.Batch = c.baseVP(), c.Seed+2, c.Batch
-		cfg.Examples, cfg.Epochs = c.S2.Couplings, c.S2.Epochs
+		// The same network, batch, number of steps and of examples seen as stage 2 (asbm.md §6.1); the
+		// baseline's examples are fresh data, which cost nothing to draw.
+		cfg.Examples, cfg.Epochs = c.S2.Couplings*max(c.S2.Passes, 1), c.S2.Epochs
 		bl, err := asbm.NewBaseline(cfg, b, dataFn)
 		if err != nil {
 			return err
@@ -471,13 +598,15 @@ func (tr *trainer) runPhase() error {
 			return err
 		}
 		// The generator starts from the teacher score's EMA weights (asbm.md §4.2: s_ω ← s_ψ).
-		g, err := cpu.FromMLP(s.EMAParams(), c.opt())
+		gcfg := c.opt()
+		gcfg.EMADecay = c.Distill.EMA
+		g, err := tr.warmModel(s.EMAParams(), gcfg)
 		if err != nil {
 			return err
 		}
 		cfg := asbm.DefaultDistill()
 		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+3, c.Batch
-		cfg.Samples, cfg.ODESteps, cfg.Epochs = c.Distill.Samples, c.Distill.ODESteps, c.Distill.Epochs
+		cfg.Samples, cfg.ODESteps, cfg.Epochs, cfg.Passes = c.Distill.Samples, c.Distill.ODESteps, c.Distill.Epochs, c.Distill.Passes
 		d, err := asbm.NewDistill(cfg, s.EMA(), u.EMA(), g)
 		if err != nil {
 			return err
@@ -485,7 +614,7 @@ func (tr *trainer) runPhase() error {
 		l, total = d, cfg.Epochs
 		finish = func() error {
 			tr.st.final["g"] = g.State()
-			tr.st.log = append(tr.st.log, fmt.Sprintf("distill: %d epochs × %d pairs, %d-step Heun teacher", cfg.Epochs, cfg.Samples, cfg.ODESteps))
+			tr.st.log = append(tr.st.log, fmt.Sprintf("distill: %d epochs × %d pairs × %d passes, %d-step Heun teacher, EMA %g", cfg.Epochs, cfg.Samples, cfg.Passes, cfg.ODESteps, c.Distill.EMA))
 			return nil
 		}
 	default:

@@ -7,10 +7,13 @@ import (
 
 // DistillConfig holds the one-step distillation settings (asbm.md §4.3(a)).
 type DistillConfig struct {
-	VP       VP     // the teacher's base SDE (PaperVP for ASBM, MemorylessVP for the baseline)
-	Samples  int    // fresh (z, teacher x0) pairs per epoch
-	Batch    int    // regression minibatch
-	ODESteps int    // Heun steps of the teacher's PF-ODE (100)
+	VP       VP  // the teacher's base SDE (PaperVP for ASBM, MemorylessVP for the baseline)
+	Samples  int // fresh (z, teacher x0) pairs per epoch
+	Batch    int // regression minibatch
+	ODESteps int // Heun steps of the teacher's PF-ODE (100)
+	// Passes over each epoch's (z, x0) pairs, 0 meaning 1: the code likewise regresses on stored
+	// teacher pairs for many epochs (asbm.md §4.2), the teacher's ODE being the costly part.
+	Passes   int
 	Epochs   int    // epochs
 	SimBatch int    // rows per teacher SampleODE call (512)
 	Seed     uint64 // seeds the loop's Noise
@@ -28,6 +31,9 @@ func DefaultDistill() DistillConfig {
 func (c DistillConfig) Validate() error {
 	if err := c.VP.Validate(); err != nil {
 		return fmt.Errorf("distill: %w", err)
+	}
+	if c.Passes < 0 {
+		return fmt.Errorf("distill: Passes = %d must be ≥ 0", c.Passes)
 	}
 	return positive("distill", "Samples", c.Samples, "Batch", c.Batch, "ODESteps", c.ODESteps,
 		"Epochs", c.Epochs, "SimBatch", c.SimBatch)
@@ -65,7 +71,8 @@ func NewDistill(cfg DistillConfig, score, control Net, gen Model) (*Distill, err
 // Finished reports whether all Epochs have run.
 func (g *Distill) Finished() bool { return g.Epoch >= g.Cfg.Epochs }
 
-// RunEpoch draws Samples noises, samples the teacher's PF-ODE from them and takes one shuffled pass.
+// RunEpoch draws Samples noises, samples the teacher's PF-ODE from them and takes Passes shuffled
+// passes.
 func (g *Distill) RunEpoch() (EpochStats, error) {
 	if g.Finished() {
 		return EpochStats{}, ErrFinished
@@ -85,9 +92,8 @@ func (g *Distill) RunEpoch() (EpochStats, error) {
 	if !allFinite(x0) {
 		return st, &NonFiniteError{Phase: PhaseDistill, Epoch: e, Step: -1, What: "teacher sample"}
 	}
-	batches := minibatches(g.noise, c.Samples, c.Batch)
 	var err error
-	st.Loss, st.Steps, st.Examples, err = pass(g.Gen, batches, PhaseDistill, e, func(idx []int) (Tuple, error) {
+	st.Loss, st.Steps, st.Examples, err = passes(g.Gen, g.noise, c.Samples, c.Batch, c.Passes, PhaseDistill, e, func(idx []int) (Tuple, error) {
 		return GenTuple(c.VP, gatherRows(z, idx, d), gatherRows(x0, idx, d), d)
 	})
 	if err != nil {

@@ -97,6 +97,23 @@ func pass(m Model, batches [][]int, phase Phase, epoch int, tuple func(idx []int
 	return loss, len(batches), examples, nil
 }
 
+// passes takes count shuffled passes (at least one) of minibatch steps over n rows: the loops whose
+// data are costly to make (simulated couplings, teacher samples) may reuse them for several passes.
+// The loss is the mean over all steps.
+func passes(m Model, noise *Noise, n, batch, count int, phase Phase, epoch int, tuple func(idx []int) (Tuple, error)) (loss float64, steps, examples int, err error) {
+	count = max(count, 1)
+	for p := 0; p < count; p++ {
+		l, s, ex, err := pass(m, minibatches(noise, n, batch), phase, epoch, tuple)
+		if err != nil {
+			return 0, steps + s, examples + ex, err
+		}
+		loss += l / float64(count)
+		steps += s
+		examples += ex
+	}
+	return loss, steps, examples, nil
+}
+
 // putModel stores m's state under prefix.
 func putModel(c Checkpoint, prefix string, m Model) {
 	for k, v := range m.State() {

@@ -7,18 +7,22 @@ import (
 
 // Stage2Config holds the stage-2 settings (asbm.md §3, §5.1).
 type Stage2Config struct {
-	VP         VP     // the stage-1 base SDE
-	Couplings  int    // fresh pairs (x0, x1) simulated per epoch (50,000 on CIFAR-10)
-	Batch      int    // regression minibatch (128; the 2-D toys use 512)
-	ForwardNFE int    // time points of the coupling simulation (20)
-	Epochs     int    // backward epochs (600)
-	SimBatch   int    // simulation chunk (512)
-	Seed       uint64 // seeds the loop's Noise
+	VP         VP  // the stage-1 base SDE
+	Couplings  int // fresh pairs (x0, x1) simulated per epoch (50,000 on CIFAR-10)
+	Batch      int // regression minibatch (128; the 2-D toys use 512)
+	ForwardNFE int // time points of the coupling simulation (20)
+	Epochs     int // backward epochs (600)
+	// Passes is the number of shuffled passes over each epoch's coupling set (the code: 1). More
+	// passes trade fresh couplings for optimiser steps when simulation dominates the cost, as it
+	// does for the small toy networks; every pass still draws fresh bridge times and noise. 0 means 1.
+	Passes   int
+	SimBatch int    // simulation chunk (512)
+	Seed     uint64 // seeds the loop's Noise
 }
 
 // DefaultStage2 is the paper's stage 2 (asbm.md §5.1, CIFAR-10 column).
 func DefaultStage2() Stage2Config {
-	return Stage2Config{VP: PaperVP(), Couplings: 50000, Batch: 128, ForwardNFE: 20, Epochs: 600,
+	return Stage2Config{VP: PaperVP(), Couplings: 50000, Batch: 128, ForwardNFE: 20, Epochs: 600, Passes: 1,
 		SimBatch: DefaultSimBatch, Seed: 917}
 }
 
@@ -33,6 +37,9 @@ func (c Stage2Config) Validate() error {
 	}
 	if c.ForwardNFE < 2 {
 		return fmt.Errorf("stage 2: ForwardNFE = %d must be ≥ 2 (time points)", c.ForwardNFE)
+	}
+	if c.Passes < 0 {
+		return fmt.Errorf("stage 2: Passes = %d must be ≥ 0", c.Passes)
 	}
 	return nil
 }
@@ -69,7 +76,7 @@ func NewStage2(cfg Stage2Config, control Net, score Model, data DataFunc) (*Stag
 // Finished reports whether all Epochs have run.
 func (s *Stage2) Finished() bool { return s.Epoch >= s.Cfg.Epochs }
 
-// RunEpoch simulates Couplings fresh pairs and takes one shuffled pass of BMTuple steps.
+// RunEpoch simulates Couplings fresh pairs and takes Passes shuffled passes of BMTuple steps.
 func (s *Stage2) RunEpoch() (EpochStats, error) {
 	if s.Finished() {
 		return EpochStats{}, ErrFinished
@@ -84,8 +91,7 @@ func (s *Stage2) RunEpoch() (EpochStats, error) {
 	if !allFinite(x1) {
 		return st, &NonFiniteError{Phase: PhaseBM, Epoch: e, Step: -1, What: "simulated x1"}
 	}
-	batches := minibatches(s.noise, c.Couplings, c.Batch)
-	st.Loss, st.Steps, st.Examples, err = pass(s.Score, batches, PhaseBM, e, func(idx []int) (Tuple, error) {
+	st.Loss, st.Steps, st.Examples, err = passes(s.Score, s.noise, c.Couplings, c.Batch, c.Passes, PhaseBM, e, func(idx []int) (Tuple, error) {
 		return BMTuple(c.VP, gatherRows(x0, idx, d), gatherRows(x1, idx, d), d, s.noise)
 	})
 	if err != nil {

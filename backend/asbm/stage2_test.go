@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -228,5 +229,35 @@ func TestLoopErrors(t *testing.T) {
 	var nf *asbm.NonFiniteError
 	if _, err := b.RunEpoch(); !errors.As(err, &nf) || nf.Phase != asbm.PhaseDSM {
 		t.Errorf("NaN DSM loss: %v", err)
+	}
+}
+
+// TestPassesReuseEachEpochsData checks that Passes multiplies the steps and examples of an epoch
+// (0 meaning 1) and that a negative count is rejected.
+func TestPassesReuseEachEpochsData(t *testing.T) {
+	data := func(r *rand.Rand, dst []float32) {
+		for i := range dst {
+			dst[i] = float32(r.NormFloat64())
+		}
+	}
+	control := &funcNet{dim: 2, f: func(tt float64, x, out []float64) { out[0], out[1] = -0.1*x[0]*tt, 0.2 }}
+	for _, p := range []int{0, 1, 3} {
+		cfg := asbm.Stage2Config{VP: asbm.PaperVP(), Couplings: 300, Batch: 64, ForwardNFE: 5, Epochs: 2, Passes: p, SimBatch: 128, Seed: 1}
+		l, err := asbm.NewStage2(cfg, control, newLinModel(2, 3, 1e-2, 0.9), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := l.RunEpoch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := max(p, 1)
+		if st.Steps != want*5 || st.Examples != want*300 {
+			t.Errorf("Passes %d: %d steps, %d examples; want %d and %d", p, st.Steps, st.Examples, want*5, want*300)
+		}
+	}
+	if _, err := asbm.NewStage2(asbm.Stage2Config{VP: asbm.PaperVP(), Couplings: 3, Batch: 1, ForwardNFE: 5, Epochs: 1, Passes: -1, SimBatch: 1},
+		control, newLinModel(2, 3, 1e-2, 0.9), data); err == nil {
+		t.Error("Passes −1 accepted")
 	}
 }

@@ -1,0 +1,295 @@
+package shaders
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// conv3x3Ref is the float64 reference of Conv3x3 (NCHW, stride 1, zero padding 1).
+func conv3x3Ref(x, w, b []float64, n, cin, cout, h, wd int) []float64 {
+	y := make([]float64, n*cout*h*wd)
+	for in := 0; in < n; in++ {
+		for co := 0; co < cout; co++ {
+			for oy := 0; oy < h; oy++ {
+				for ox := 0; ox < wd; ox++ {
+					s := b[co]
+					for ci := 0; ci < cin; ci++ {
+						for kh := 0; kh < 3; kh++ {
+							for kw := 0; kw < 3; kw++ {
+								yy, xx := oy+kh-1, ox+kw-1
+								if yy < 0 || yy >= h || xx < 0 || xx >= wd {
+									continue
+								}
+								s += w[((co*cin+ci)*3+kh)*3+kw] * x[((in*cin+ci)*h+yy)*wd+xx]
+							}
+						}
+					}
+					y[((in*cout+co)*h+oy)*wd+ox] = s
+				}
+			}
+		}
+	}
+	return y
+}
+
+// conv3x3BackwardRef is the float64 reference of the three conv3x3 gradients given dy: written as the
+// chain rule applied term by term to conv3x3Ref's sum, independently of the kernels' formulas.
+func conv3x3BackwardRef(dy, x, w []float64, n, cin, cout, h, wd int) (dx, dw, db []float64) {
+	dx = make([]float64, n*cin*h*wd)
+	dw = make([]float64, cout*cin*9)
+	db = make([]float64, cout)
+	for in := 0; in < n; in++ {
+		for co := 0; co < cout; co++ {
+			for oy := 0; oy < h; oy++ {
+				for ox := 0; ox < wd; ox++ {
+					g := dy[((in*cout+co)*h+oy)*wd+ox]
+					db[co] += g
+					for ci := 0; ci < cin; ci++ {
+						for kh := 0; kh < 3; kh++ {
+							for kw := 0; kw < 3; kw++ {
+								yy, xx := oy+kh-1, ox+kw-1
+								if yy < 0 || yy >= h || xx < 0 || xx >= wd {
+									continue
+								}
+								xi := ((in*cin+ci)*h+yy)*wd + xx
+								wi := ((co*cin+ci)*3+kh)*3 + kw
+								dx[xi] += g * w[wi]
+								dw[wi] += g * x[xi]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return dx, dw, db
+}
+
+func f64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func randF64(r *rand.Rand, n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = r.NormFloat64()
+	}
+	return v
+}
+
+// imageFD checks grad (the claimed gradient of L(v) = Σ dy·f(v) with respect to v) against central
+// differences of f in float64, entry by entry, failing above tol relative to max|grad|.
+func imageFD(t *testing.T, name string, f func() []float64, v, dy, grad []float64, tol float64) {
+	t.Helper()
+	loss := func() float64 {
+		var s float64
+		for i, y := range f() {
+			s += dy[i] * y
+		}
+		return s
+	}
+	const h = 1e-5
+	var diff, scale float64
+	for i := range v {
+		old := v[i]
+		v[i] = old + h
+		lp := loss()
+		v[i] = old - h
+		lm := loss()
+		v[i] = old
+		fd := (lp - lm) / (2 * h)
+		diff = math.Max(diff, math.Abs(fd-grad[i]))
+		scale = math.Max(scale, math.Abs(grad[i]))
+	}
+	rel := diff / math.Max(scale, 1e-12)
+	t.Logf("%s vs central differences: rel err %.2e", name, rel)
+	if !(rel < tol) || scale == 0 {
+		t.Errorf("%s: reference gradient rel err %.2e vs finite differences (max|grad| %.3g), want < %.0e", name, rel, scale, tol)
+	}
+}
+
+// TestConv3x3ReferenceGradients verifies conv3x3BackwardRef against central differences of
+// conv3x3Ref on a tiny shape, so the kernels below are compared with a checked reference.
+func TestConv3x3ReferenceGradients(t *testing.T) {
+	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+	n, cin, cout, h, wd := 2, 2, 3, 4, 3
+	x, w, b := randF64(r, n*cin*h*wd), randF64(r, cout*cin*9), randF64(r, cout)
+	dy := randF64(r, n*cout*h*wd)
+	dx, dw, db := conv3x3BackwardRef(dy, x, w, n, cin, cout, h, wd)
+	f := func() []float64 { return conv3x3Ref(x, w, b, n, cin, cout, h, wd) }
+	imageFD(t, "conv3x3 dx", f, x, dy, dx, 1e-7)
+	imageFD(t, "conv3x3 dW", f, w, dy, dw, 1e-7)
+	imageFD(t, "conv3x3 db", f, b, dy, db, 1e-7)
+}
+
+// convShapesForTest are the shapes the conv kernels are tested at: odd sizes, one channel, and a
+// case with more workgroups than the reduction width.
+var convShapesForTest = []struct{ n, cin, cout, h, w int }{
+	{2, 3, 5, 7, 7},
+	{1, 8, 8, 16, 16},
+	{3, 1, 2, 5, 9},
+}
+
+func TestConv3x3Kernels(t *testing.T) {
+	d := gpu(t)
+	r := rand.New(rand.NewPCG(rand.Uint64(), 2))
+	for _, s := range convShapesForTest {
+		nx, ny, nw := s.n*s.cin*s.h*s.w, s.n*s.cout*s.h*s.w, s.cout*s.cin*9
+		x, w, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, s.cout, 1), normals(r, ny, 1)
+		yRef := conv3x3Ref(f64s(x), f64s(w), f64s(b), s.n, s.cin, s.cout, s.h, s.w)
+		dxRef, dwRef, dbRef := conv3x3BackwardRef(f64s(dy), f64s(x), f64s(w), s.n, s.cin, s.cout, s.h, s.w)
+
+		xb, wb, bb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+		yb, dxb, dwb, dbb := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, s.cout)
+		if err := d.Conv3x3(yb, xb, wb, bb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Conv3x3BackwardData(dxb, dyb, wb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			got  *Buffer
+			want []float64
+			tol  float64
+		}{
+			{"y", yb, yRef, 1e-5},
+			{"dx", dxb, dxRef, 1e-5},
+			{"dW", dwb, dwRef, 1e-4},
+			{"db", dbb, dbRef, 1e-4},
+		} {
+			e := relErr(read(t, d, c.got), c.want)
+			t.Logf("conv3x3 %v %s: rel err %.2e", s, c.name, e)
+			if !(e < c.tol) {
+				t.Errorf("conv3x3 %v %s: rel err %.2e, want < %.0e", s, c.name, e, c.tol)
+			}
+		}
+		// The weight-gradient reduction must be deterministic: a second run gives the same bits.
+		first := read(t, d, dwb)
+		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
+			t.Fatal(err)
+		}
+		if diff := maxAbsDiff(first, read(t, d, dwb)); diff != 0 {
+			t.Errorf("conv3x3 %v dW differs between runs by %g", s, diff)
+		}
+	}
+}
+
+func TestConv3x3Errors(t *testing.T) {
+	d := gpu(t)
+	x, w, b, y := alloc(t, d, 2*3*4*4), alloc(t, d, 5*3*9), alloc(t, d, 5), alloc(t, d, 2*5*4*4)
+	small := alloc(t, d, 7)
+	for name, err := range map[string]error{
+		"zero batch":    d.Conv3x3(y, x, w, b, 0, 3, 5, 4, 4),
+		"short weight":  d.Conv3x3(y, x, small, b, 2, 3, 5, 4, 4),
+		"short output":  d.Conv3x3(small, x, w, b, 2, 3, 5, 4, 4),
+		"aliased out":   d.Conv3x3(x, x, w, b, 1, 3, 3, 4, 4),
+		"nil dy":        d.Conv3x3BackwardData(x, nil, w, 2, 3, 5, 4, 4),
+		"same dW db":    d.Conv3x3BackwardWeights(w, w, y, x, 2, 3, 5, 4, 4),
+		"negative size": d.Conv3x3BackwardWeights(w, b, y, x, 2, 3, 5, -4, 4),
+		"huge":          d.Conv3x3(y, x, w, b, 1<<20, 3, 5, 1<<20, 4),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestImageKernelsFolded runs every image kernel with the per-dimension workgroup limit lowered to
+// about √(its workgroup count), so the 2-D grid folding and the overhang skip are exercised.
+func TestImageKernelsFolded(t *testing.T) {
+	d := gpu(t)
+	r := rand.New(rand.NewPCG(rand.Uint64(), 9))
+	old := maxGroupsPerDim
+	defer func() { maxGroupsPerDim = old }()
+	// fold sets the limit so that g workgroups need a second dimension with some overhang.
+	fold := func(g int) {
+		m := 2
+		for m*m < g {
+			m++
+		}
+		if g <= m {
+			t.Fatalf("%d workgroups do not fold; enlarge the test shape", g)
+		}
+		maxGroupsPerDim = m
+	}
+	check := func(name string, g int, run func() error, got *Buffer, want []float64, tol float64) {
+		t.Helper()
+		fold(g)
+		if err := run(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		maxGroupsPerDim = old
+		e := relErr(read(t, d, got), want)
+		t.Logf("folded %s (%d workgroups): rel err %.2e", name, g, e)
+		if !(e < tol) {
+			t.Errorf("folded %s: rel err %.2e, want < %.0e", name, e, tol)
+		}
+	}
+	const up = imageWG
+	{ // conv: 1×2→3 channels, 20×20
+		n, cin, cout, h, w := 1, 2, 3, 20, 20
+		nx, ny, nw := n*cin*h*w, n*cout*h*w, cout*cin*9
+		x, wt, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, cout, 1), normals(r, ny, 1)
+		xb, wb, bb, dyb := upload(t, d, x), upload(t, d, wt), upload(t, d, b), upload(t, d, dy)
+		y, dx, dw, db := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, cout)
+		dxRef, dwRef, dbRef := conv3x3BackwardRef(f64s(dy), f64s(x), f64s(wt), n, cin, cout, h, w)
+		check("conv3x3", (ny+up-1)/up, func() error { return d.Conv3x3(y, xb, wb, bb, n, cin, cout, h, w) },
+			y, conv3x3Ref(f64s(x), f64s(wt), f64s(b), n, cin, cout, h, w), 1e-5)
+		check("conv3x3 dx", (nx+up-1)/up, func() error { return d.Conv3x3BackwardData(dx, dyb, wb, n, cin, cout, h, w) },
+			dx, dxRef, 1e-5)
+		check("conv3x3 dW", nw+cout, func() error { return d.Conv3x3BackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w) },
+			dw, dwRef, 1e-4)
+		check("conv3x3 db", nw+cout, func() error { return d.Conv3x3BackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w) },
+			db, dbRef, 1e-4)
+	}
+	{ // group norm: 5 samples, 6 channels in 3 groups
+		n, c, h, w, groups := 5, 6, 3, 3, 3
+		nx, ns := n*c*h*w, n*groups
+		x, gm, bt, dy := normals(r, nx, 1), normals(r, c, 1), normals(r, c, 1), normals(r, nx, 1)
+		xb, gb, bb, dyb := upload(t, d, x), upload(t, d, gm), upload(t, d, bt), upload(t, d, dy)
+		y, mb, rb, dx, dg, dbt := alloc(t, d, nx), alloc(t, d, ns), alloc(t, d, ns), alloc(t, d, nx), alloc(t, d, c), alloc(t, d, c)
+		yRef, _, _ := groupNormRef(f64s(x), f64s(gm), f64s(bt), n, c, h*w, groups, 1e-5)
+		dxRef, dgRef, _ := groupNormBackwardRef(f64s(dy), f64s(x), f64s(gm), n, c, h*w, groups, 1e-5)
+		check("group norm", ns, func() error { return d.GroupNorm(y, mb, rb, xb, gb, bb, n, c, h, w, groups, 1e-5) },
+			y, yRef, 1e-5)
+		check("group norm dx", ns, func() error {
+			return d.GroupNormBackward(dx, dg, dbt, dyb, xb, gb, mb, rb, n, c, h, w, groups)
+		}, dx, dxRef, 1e-4)
+		// Both backward kernels run in one call: fold for the larger grid (c = 6 still folds).
+		check("group norm dgamma", ns, func() error {
+			return d.GroupNormBackward(dx, dg, dbt, dyb, xb, gb, mb, rb, n, c, h, w, groups)
+		}, dg, dgRef, 1e-4)
+	}
+	{ // SiLU over 7 workgroups less a few values
+		count := 7*up - 5
+		x, dy := normals(r, count, 3), normals(r, count, 1)
+		xb, dyb, y, dx := upload(t, d, x), upload(t, d, dy), alloc(t, d, count), alloc(t, d, count)
+		check("SiLU", 7, func() error { return d.SiLU(y, xb, count) }, y, siluRef(f64s(x)), 1e-5)
+		check("SiLU dx", 7, func() error { return d.SiLUBackward(dx, dyb, xb, count) }, dx,
+			siluBackwardRef(f64s(dy), f64s(x)), 1e-5)
+	}
+	{ // resampling: 8 planes of 20×20
+		planes, h, w := 8, 20, 20
+		xs := planes * h * w
+		x, dyUp, dyPool := normals(r, xs, 1), normals(r, 4*xs, 1), normals(r, xs/4, 1)
+		xb, dub, dpb := upload(t, d, x), upload(t, d, dyUp), upload(t, d, dyPool)
+		y, dx, py, pdx := alloc(t, d, 4*xs), alloc(t, d, xs), alloc(t, d, xs/4), alloc(t, d, xs)
+		check("upsample", (4*xs+up-1)/up, func() error { return d.Upsample2x(y, xb, planes, 1, h, w) },
+			y, upsampleRef(f64s(x), planes, h, w), 1e-5)
+		check("upsample dx", (xs+up-1)/up, func() error { return d.Upsample2xBackward(dx, dub, planes, 1, h, w) },
+			dx, upsampleBackwardRef(f64s(dyUp), planes, h, w), 1e-5)
+		check("avg pool", (xs/4+up-1)/up, func() error { return d.AvgPool2x(py, xb, planes, 1, h, w) },
+			py, avgPoolRef(f64s(x), planes, h, w), 1e-5)
+		check("avg pool dx", (xs+up-1)/up, func() error { return d.AvgPool2xBackward(pdx, dpb, planes, 1, h, w) },
+			pdx, avgPoolBackwardRef(f64s(dyPool), planes, h, w), 1e-5)
+	}
+}
