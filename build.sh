@@ -106,7 +106,7 @@ test_all() {
 	section "test: go test ./... (WebGPU tests must find an adapter: ASBM_REQUIRE_GPU=1)"
 	local xdg
 	xdg=$(mktemp -d)
-	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 XDG_RUNTIME_DIR="$xdg" go test ./...
+	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 XDG_RUNTIME_DIR="$xdg" go test -count=1 ./...
 
 	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js)"
 	GOOS=js GOARCH=wasm go test -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm

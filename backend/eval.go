@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -67,6 +68,7 @@ func runEval(args []string, stdout io.Writer) error {
 	fs := newFlags("eval")
 	path := fs.String("model", "", "model file written by `backend train`")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
+	jsonOut := fs.String("json-out", "", "also write the JSON report to this file")
 	n := fs.Int("n", 4000, "generated and held-out points per SWD")
 	proj := fs.Int("projections", 1000, "random directions of the sliced Wasserstein distance")
 	seed := fs.Uint64("seed", 1, "seed of noise, held-out data and projections")
@@ -99,10 +101,19 @@ func runEval(args []string, stdout io.Writer) error {
 	}
 	rep.Model = *path
 	rep.Seconds = time.Since(start).Seconds()
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	js = append(js, '\n')
+	if *jsonOut != "" {
+		if err := os.WriteFile(*jsonOut, js, 0o644); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		_, err := stdout.Write(js)
+		return err
 	}
 	printReport(stdout, rep)
 	return nil

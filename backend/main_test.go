@@ -214,10 +214,15 @@ func TestEvalJSON(t *testing.T) {
 	if rep.Inversion == nil || rep.Coupling["sinkhorn"].Transport <= 0 || rep.Straightness["asbm-ode"].Steps != 10 {
 		t.Errorf("incomplete report: %+v", rep)
 	}
+	jsonPath := filepath.Join(t.TempDir(), "eval.json")
 	code, stdout, _ = runCLI(t, "eval", "--model", path, "--n", "300", "--projections", "50",
-		"--path-steps", "10", "--path-points", "50", "--pairs", "200")
+		"--path-steps", "10", "--path-points", "50", "--pairs", "200", "--json-out", jsonPath)
 	if code != 0 || !strings.Contains(stdout, "baseline-ode") || !strings.Contains(stdout, "inversion test") {
 		t.Errorf("table: %q", stdout)
+	}
+	var again evalReport
+	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &again) != nil || *again.SWD["asbm-ode"][2] != *rep.SWD["asbm-ode"][2] {
+		t.Errorf("--json-out: %v; the report differs from --json's (same seed)", err)
 	}
 }
 
