@@ -14,31 +14,6 @@ var trainLossWGSL string
 //go:embed train_reduce.wgsl
 var trainReduceWGSL string
 
-//go:embed train_silu.wgsl
-var trainSiluWGSL string
-
-// trainSiluOp records h = SiLU(z) over n values (train_silu.wgsl).
-func (d *Device) trainSiluOp(h, z *Buffer, n int) (*op, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("shaders: SiLU of %d values", n)
-	}
-	if err := d.check(h, "SiLU output", n); err != nil {
-		return nil, err
-	}
-	if err := d.check(z, "SiLU input", n); err != nil {
-		return nil, err
-	}
-	k, err := d.kernel("train_silu", trainSiluWGSL, []bindKind{bindUniform, bindRead, bindWrite})
-	if err != nil {
-		return nil, err
-	}
-	g, err := grid1((n + elementwiseWG - 1) / elementwiseWG)
-	if err != nil {
-		return nil, err
-	}
-	return d.newOp(k, uniform{}.u32(n).bytes(), []*Buffer{z, h}, g)
-}
-
 // trainLossOp records the weighted MSE of train_loss.wgsl on n rows of width dim: r = w_i·f − y and
 // df = ∂L/∂f = 2·w_i·r/(n·dim), L = mean r².
 func (d *Device) trainLossOp(r, df, f, w, y *Buffer, n, dim int) (*op, error) {
@@ -348,7 +323,7 @@ func (tm *TrainMLP) newPlan(n int) (p *trainPlan, err error) {
 			return nil, err
 		}
 		add(d.linearOp(pickTile(n, H), z[i], src, tm.p[2*i], tm.p[2*i+1], n, width, H, false))
-		add(d.trainSiluOp(h[i], z[i], n*H))
+		add(d.siluOp(h[i], nil, z[i], n*H)) // the training forward keeps z for linear_bwd's fused silu'
 		src, width = h[i], H
 	}
 	add(d.linearOp(pickTile(n, D), out, src, tm.p[2*L], tm.p[2*L+1], n, H, D, false))

@@ -8,29 +8,6 @@ import (
 	"asbm/weights"
 )
 
-func TestTrainSiLUKernel(t *testing.T) {
-	d := gpu(t)
-	r := rand.New(rand.NewPCG(rand.Uint64(), 31))
-	for _, n := range []int{1, 1000} {
-		z := normals(r, n, 4)
-		h := alloc(t, d, n)
-		o, err := d.trainSiluOp(h, upload(t, d, z), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.runOne(o); err != nil {
-			t.Fatal(err)
-		}
-		want := make([]float64, n)
-		for i, v := range z {
-			want[i] = float64(v) / (1 + math.Exp(-float64(v)))
-		}
-		if e := relErr(read(t, d, h), want); e > kernelTol {
-			t.Errorf("SiLU n=%d: rel err %.3g > %g", n, e, kernelTol)
-		}
-	}
-}
-
 func TestTrainLossAndReduceKernels(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 32))
