@@ -26,19 +26,19 @@ func (c AdamW) Validate() error {
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
 	case !finite(c.LR) || c.LR < 0:
-		return fmt.Errorf("shaders: learning rate %v must be finite and ≥ 0", c.LR)
+		return fmt.Errorf("AdamW: learning rate %v must be finite and ≥ 0", c.LR)
 	case !finite(c.Beta1) || c.Beta1 < 0 || c.Beta1 >= 1:
-		return fmt.Errorf("shaders: beta1 %v must be in [0, 1)", c.Beta1)
+		return fmt.Errorf("AdamW: beta1 %v must be in [0, 1)", c.Beta1)
 	case !finite(c.Beta2) || c.Beta2 < 0 || c.Beta2 >= 1:
-		return fmt.Errorf("shaders: beta2 %v must be in [0, 1)", c.Beta2)
+		return fmt.Errorf("AdamW: beta2 %v must be in [0, 1)", c.Beta2)
 	case !finite(c.Eps) || c.Eps <= 0:
-		return fmt.Errorf("shaders: eps %v must be finite and > 0", c.Eps)
+		return fmt.Errorf("AdamW: eps %v must be finite and > 0", c.Eps)
 	case !finite(c.WeightDecay) || c.WeightDecay < 0:
-		return fmt.Errorf("shaders: weight decay %v must be finite and ≥ 0", c.WeightDecay)
+		return fmt.Errorf("AdamW: weight decay %v must be finite and ≥ 0", c.WeightDecay)
 	case !finite(c.EMADecay) || c.EMADecay < 0 || c.EMADecay > 1:
-		return fmt.Errorf("shaders: EMA decay %v must be in [0, 1]", c.EMADecay)
+		return fmt.Errorf("AdamW: EMA decay %v must be in [0, 1]", c.EMADecay)
 	case math.IsNaN(c.GradClip):
-		return fmt.Errorf("shaders: gradient clip is NaN")
+		return fmt.Errorf("AdamW: gradient clip is NaN")
 	}
 	return nil
 }

@@ -12,43 +12,14 @@ import (
 	"asbm/weights"
 )
 
-// Config holds the optimiser and EMA settings (asbm.md §2.5: AdamW, weight decay 0, EMA 0.999).
-type Config struct {
-	LR          float64 // learning rate
-	Beta1       float64 // AdamW first-moment decay
-	Beta2       float64 // AdamW second-moment decay
-	Eps         float64 // AdamW denominator epsilon
-	WeightDecay float64 // decoupled weight decay: p ← p(1 − LR·WeightDecay) before the Adam update
-	EMADecay    float64 // d in ema ← d·ema + (1−d)·p, applied after every step
-	GradClip    float64 // maximum global gradient norm; ≤ 0 turns clipping off
-}
+// Config holds the optimiser and EMA settings (asbm.md §2.5: AdamW, weight decay 0, EMA 0.999). It is
+// the GPU engine's shaders.AdamW, so one configuration drives both engines.
+type Config = shaders.AdamW
 
 // DefaultConfig returns the settings of asbm.md §2.5: AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8,
 // weight decay 0, EMA decay 0.999, no gradient clipping.
 func DefaultConfig() Config {
 	return Config{LR: 1e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0, EMADecay: 0.999}
-}
-
-// Validate reports the first setting that cannot work.
-func (c Config) Validate() error {
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	switch {
-	case !finite(c.LR) || c.LR < 0:
-		return fmt.Errorf("cpu: learning rate %v must be finite and ≥ 0", c.LR)
-	case !finite(c.Beta1) || c.Beta1 < 0 || c.Beta1 >= 1:
-		return fmt.Errorf("cpu: beta1 %v must be in [0, 1)", c.Beta1)
-	case !finite(c.Beta2) || c.Beta2 < 0 || c.Beta2 >= 1:
-		return fmt.Errorf("cpu: beta2 %v must be in [0, 1)", c.Beta2)
-	case !finite(c.Eps) || c.Eps <= 0:
-		return fmt.Errorf("cpu: eps %v must be finite and > 0", c.Eps)
-	case !finite(c.WeightDecay) || c.WeightDecay < 0:
-		return fmt.Errorf("cpu: weight decay %v must be finite and ≥ 0", c.WeightDecay)
-	case !finite(c.EMADecay) || c.EMADecay < 0 || c.EMADecay > 1:
-		return fmt.Errorf("cpu: EMA decay %v must be in [0, 1]", c.EMADecay)
-	case math.IsNaN(c.GradClip):
-		return fmt.Errorf("cpu: gradient clip is NaN")
-	}
-	return nil
 }
 
 // maxCachedGraphs bounds how many batch sizes keep a compiled graph per kind (train, forward).

@@ -58,16 +58,11 @@ func FromMLP(m *shaders.MLP, cfg cpu.Config) (*MLP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: %w", err)
 	}
-	tm, err := shaders.NewTrainMLP(d, m, adamW(cfg))
+	tm, err := shaders.NewTrainMLP(d, m, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &MLP{tm: tm, cfg: cfg}, nil
-}
-
-func adamW(c cpu.Config) shaders.AdamW {
-	return shaders.AdamW{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay,
-		EMADecay: c.EMADecay, GradClip: c.GradClip}
 }
 
 // Close frees the MLP's GPU buffers (the shared device stays open). Idempotent.
