@@ -293,6 +293,9 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	if cmd, _ := after.MetaString("command"); !strings.Contains(cmd, "--distill-epochs 3") {
 		t.Errorf("meta command does not record the override: %q", cmd)
 	}
+	if code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--data", "toy:moons"); code != 2 || !strings.Contains(stderr, "is a run on toy:8gaussians") {
+		t.Errorf("resume with another data set: exit %d %q", code, stderr)
+	}
 	if code, _, stderr := runCLI(t, "train", "--data", "toy:moons", "--from-phase", "stage2"); code != 2 || !strings.Contains(stderr, "--from-phase needs --resume") {
 		t.Errorf("--from-phase without --resume: exit %d %q", code, stderr)
 	}

@@ -131,32 +131,34 @@ func runTrain(args []string, stdout io.Writer) error {
 	if err := parseFlags(trainFlagSet(&c, &o), args); err != nil {
 		return err
 	}
-	out, runDir, resume, device, f16 := &o.out, &o.run, &o.resume, &o.device, &o.f16
-	if *device != "cpu" && *device != "gpu" && *device != "auto" {
-		return usagef("--device must be cpu, gpu or auto, got %q", *device)
+	if o.device != "cpu" && o.device != "gpu" && o.device != "auto" {
+		return usagef("--device must be cpu, gpu or auto, got %q", o.device)
 	}
 	if o.fromPhase != "" && (!o.resume || phaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
 		return usagef("--from-phase needs --resume and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
 	name := ""
-	if !*resume || c.Data != "" {
+	if !o.resume || c.Data != "" {
 		var err error
 		if name, err = dataName(c.Data); err != nil {
 			return err
 		}
 	}
-	if *runDir == "" {
+	if o.run == "" {
 		if name == "" {
 			return usagef("--resume needs --run (or --data to name the default run folder)")
 		}
-		*runDir = filepath.Join("runs", name)
+		o.run = filepath.Join("runs", name)
 	}
-	ckptPath := filepath.Join(*runDir, checkpointName)
+	ckptPath := filepath.Join(o.run, checkpointName)
 	var st *trainState
-	if *resume {
+	if o.resume {
 		var err error
 		if st, err = loadTrainState(ckptPath); err != nil {
 			return err
+		}
+		if c.Data != "" && c.Data != st.cfg.Data {
+			return usagef("%s is a run on %s, not %s: drop --data or pick another --run", ckptPath, st.cfg.Data, c.Data)
 		}
 		// Flags named on the command line override the stored configuration.
 		if err := parseFlags(trainFlagSet(&st.cfg, &runOptions{}), args); err != nil {
@@ -178,36 +180,36 @@ func runTrain(args []string, stdout io.Writer) error {
 		if _, err := os.Stat(ckptPath); err == nil {
 			return usagef("%s exists: pass --resume to continue it, or a new --run folder", ckptPath)
 		}
-		if err := os.MkdirAll(*runDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.run, 0o755); err != nil {
 			return err
 		}
 		st = &trainState{cfg: c, phase: phases[0], final: map[string]map[string][]float32{}}
 	}
-	if *out == "" {
+	if o.out == "" {
 		n, err := dataName(st.cfg.Data)
 		if err != nil {
 			return err
 		}
-		*out = filepath.Join("weights", n+".msgpack")
+		o.out = filepath.Join("weights", n+".msgpack")
 	}
-	logf, err := os.OpenFile(filepath.Join(*runDir, "train.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logf, err := os.OpenFile(filepath.Join(o.run, "train.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	tr := &trainer{st: st, ckpt: ckptPath, log: io.MultiWriter(os.Stderr, logf)}
-	engine, err := tr.chooseEngine(*device)
+	engine, err := tr.chooseEngine(o.device)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(tr.log, "engine: %s; data %s; arch %+v; run %s\n", engine, st.cfg.Data, st.cfg.Arch, *runDir)
+	fmt.Fprintf(tr.log, "engine: %s; data %s; arch %+v; run %s\n", engine, st.cfg.Data, st.cfg.Arch, o.run)
 	if err := tr.run(); err != nil {
 		return err
 	}
-	if err := writeModel(st, *f16, *out); err != nil {
+	if err := writeModel(st, o.f16, o.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(tr.log, "wrote %s\n", *out)
+	fmt.Fprintf(tr.log, "wrote %s\n", o.out)
 	return nil
 }
 
