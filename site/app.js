@@ -1,26 +1,28 @@
 // The ASBM demo page: loads the Go/WebAssembly client (asbm.wasm), lists the models the server
-// offers, and draws what asbm.generate returns. Plain JavaScript, no framework, nothing from other
-// origins.
+// offers, and draws what asbm.generate returns. Plain JavaScript (an ES module), no framework,
+// nothing from other origins. Drawing (plot.js) and the runtime and cached model files
+// (runtime.js) are shared with the embeddable widget (widget.js).
 //
 // For tests and embedding:
 //   document.body.dataset.state  "loading" | "ready" | "busy" | "done" | "error"
 //   window.asbmLastPoints        Float32Array of the last generated points (x0, y0, x1, y1, …)
 //   window.asbmLastResult        the last result object (ms, adapter, method, steps, seed)
+//   document.body.dataset.weights "cache" | "network": where the current model file came from
 // URL parameters: ?model=NAME picks a model, ?device=gpu|cpu overrides the automatic choice (a
 // software WebGPU adapter such as SwiftShader is slower than the CPU path, so "auto" takes the CPU
 // there and says so).
-'use strict';
+import { drawAxes, drawPoints as plotPoints, drawMessage as plotMessage } from './plot.js';
+import { startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive } from './runtime.js';
 
 const POINTS = 2000;
-const EXTENT = 4; // the canvas shows [−EXTENT, EXTENT]²
-const FALLBACK_MODELS = ['8gaussians', 'moons', 'checkerboard'];
+const BASE = new URL('./', import.meta.url);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   model: $('model'), nfe: $('nfe'), nfeValue: $('nfe-value'), nfeLabel: $('nfe-label'),
   sampler: $('sampler'), seed: $('seed'), generate: $('generate'), download: $('download'),
   progress: $('progress'), timing: $('timing'), status: $('status'), message: $('message'),
-  canvas: $('plot'), form: $('controls'),
+  canvas: $('plot'), form: $('controls'), clearCache: $('clear-cache'),
 };
 const params = new URLSearchParams(location.search);
 let forcedDevice = ['gpu', 'cpu'].includes(params.get('device')) ? params.get('device') : '';
@@ -28,6 +30,7 @@ let forcedDevice = ['gpu', 'cpu'].includes(params.get('device')) ? params.get('d
 let info = null;   // what asbm.load returned for the current model
 let busy = false;
 let last = null;   // {points, nfe, sampler, seed}
+let models = [];   // what listModels returned
 
 function setState(s) { document.body.dataset.state = s; }
 function status(text) { ui.status.textContent = text; }
@@ -81,84 +84,16 @@ function updateNFELabel() {
   ui.sampler.disabled = n === 1;
 }
 
-// --- drawing -------------------------------------------------------------------------------
+// --- drawing (plot.js) ------------------------------------------------------------------------
 
-function cssColor(name, fallback) {
-  const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  return v || fallback;
-}
-
-function drawAxes(ctx, w, h) {
-  ctx.fillStyle = cssColor('--panel', '#fff');
-  ctx.fillRect(0, 0, w, h);
-  ctx.strokeStyle = 'rgba(128,128,128,0.25)';
-  ctx.lineWidth = 1;
-  ctx.font = '11px system-ui, sans-serif';
-  ctx.fillStyle = 'rgba(128,128,128,0.9)';
-  for (let v = -EXTENT; v <= EXTENT; v++) {
-    const px = ((v + EXTENT) / (2 * EXTENT)) * w;
-    const py = h - ((v + EXTENT) / (2 * EXTENT)) * h;
-    ctx.beginPath(); ctx.moveTo(px + 0.5, 0); ctx.lineTo(px + 0.5, h); ctx.stroke();
-    ctx.beginPath(); ctx.moveTo(0, py + 0.5); ctx.lineTo(w, py + 0.5); ctx.stroke();
-    if (v !== -EXTENT && v !== EXTENT && v % 2 === 0) {
-      ctx.fillText(String(v), px + 3, h / 2 - 3);
-      if (v !== 0) ctx.fillText(String(v), w / 2 + 3, py - 3);
-    }
-  }
-}
-
-function drawPoints(points) {
-  const ctx = ui.canvas.getContext('2d');
-  const w = ui.canvas.width, h = ui.canvas.height;
-  drawAxes(ctx, w, h);
-  ctx.fillStyle = cssColor('--accent', '#2f5fd0');
-  ctx.globalAlpha = 0.7;
-  let outside = 0;
-  for (let i = 0; i + 1 < points.length; i += 2) {
-    const x = points[i], y = points[i + 1];
-    if (!(Math.abs(x) <= EXTENT && Math.abs(y) <= EXTENT)) { outside++; continue; }
-    const px = ((x + EXTENT) / (2 * EXTENT)) * w;
-    const py = h - ((y + EXTENT) / (2 * EXTENT)) * h;
-    ctx.fillRect(px - 1.5, py - 1.5, 3, 3);
-  }
-  ctx.globalAlpha = 1;
-  return outside;
-}
-
-// drawMessage writes text on the canvas, wrapped to its width.
-function drawMessage(text) {
-  const ctx = ui.canvas.getContext('2d');
-  const w = ui.canvas.width, h = ui.canvas.height;
-  ctx.fillStyle = cssColor('--error-bg', '#fde8e6');
-  ctx.fillRect(0, 0, w, h);
-  ctx.fillStyle = cssColor('--error-fg', '#8a1c12');
-  ctx.font = '16px system-ui, sans-serif';
-  const lines = [];
-  let line = '';
-  for (const word of text.split(/\s+/)) {
-    const next = line ? line + ' ' + word : word;
-    if (ctx.measureText(next).width > w - 48 && line) { lines.push(line); line = word; } else { line = next; }
-  }
-  if (line) lines.push(line);
-  let y = Math.max(40, h / 2 - (lines.length * 22) / 2);
-  for (const l of lines) { ctx.fillText(l, 24, y); y += 22; }
-}
+function drawPoints(points) { return plotPoints(ui.canvas, points); }
+function drawMessage(text) { plotMessage(ui.canvas, text); }
 
 // --- actions -------------------------------------------------------------------------------
 
 async function listModels() {
-  try {
-    const res = await fetch('api/models', { cache: 'no-cache' });
-    if (!res.ok) throw new Error('HTTP ' + res.status);
-    const list = await res.json();
-    const ok = list.filter((m) => !m.error);
-    for (const m of list.filter((m) => m.error)) console.warn(`model ${m.name} skipped: ${m.error}`);
-    return ok.map((m) => ({ name: m.name, url: m.url, label: `${m.name} (${(m.bytes / 1024).toFixed(0)} KiB)` }));
-  } catch (e) {
-    // A plain static host has no /api: offer the usual files.
-    console.warn('api/models unavailable, using the default list:', e);
-    return FALLBACK_MODELS.map((n) => ({ name: n, url: `weights/${n}.msgpack`, label: n }));
-  }
+  const list = await listFromServer(BASE);
+  return list.map((m) => ({ ...m, value: m.src }));
 }
 
 function chooseDevice() {
@@ -174,19 +109,34 @@ function deviceNote() {
   return d === 'cpu' ? 'CPU path (forced)' : `GPU: ${info.adapter}`;
 }
 
-async function loadModel(url) {
+async function loadModel(value) {
+  const m = models.find((x) => x.value === value);
+  const url = m ? m.url : value;
   setState('loading');
   ui.generate.disabled = true;
   clearError();
-  status('Loading ' + url + ' …');
+  status('Loading ' + (m ? m.name : url) + ' …');
+  let from = '';
   try {
-    info = await globalThis.asbm.load(url, forcedDevice === 'cpu' ? { device: 'cpu' } : undefined);
+    info = await exclusive(async () => {
+      if (!m) return globalThis.asbm.load(url, forcedDevice === 'cpu' ? { device: 'cpu' } : undefined);
+      const got = await fetchModel(m, (got, total) => {
+        ui.progress.value = total > 0 ? got / total : 0;
+        status(`Loading ${m.name} … ${(got / 1024).toFixed(0)}` + (total > 0 ? ` / ${(total / 1024).toFixed(0)} KiB` : ' KiB'));
+      });
+      from = got.fromCache ? 'cache' : 'network';
+      const opts = { name: m.src };
+      if (forcedDevice === 'cpu') opts.device = 'cpu';
+      globalThis.__asbmLoaded = ''; // widgets on this page must reload theirs (see widget.js)
+      return globalThis.asbm.load(got.bytes, opts);
+    });
   } catch (e) {
     info = null;
     showError(String(e && e.message ? e.message : e));
     if (forcedDevice !== 'cpu') offerCPU();
     return;
   }
+  document.body.dataset.weights = from;
   const hasGen = info.nets.includes('gen');
   const hasODE = info.samplers.includes('ode');
   ui.sampler.querySelector('option[value=ode]').disabled = !hasODE;
@@ -195,7 +145,8 @@ async function loadModel(url) {
   ui.nfe.min = hasGen ? '1' : '2';
   updateNFELabel();
   ui.generate.disabled = false;
-  status(`Ready: ${info.dataset || url} · ${deviceNote()}`);
+  status(`Ready: ${info.dataset || url}` + (from ? (from === 'cache' ? ' · from cache' : ' · downloaded') : '') +
+    ` · ${deviceNote()}`);
   setState('ready');
 }
 
@@ -218,7 +169,7 @@ async function generate() {
   clearError();
   status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
   try {
-    const r = await globalThis.asbm.generate({ nfe, seed, sampler, points: POINTS, device: chooseDevice() });
+    const r = await exclusive(() => globalThis.asbm.generate({ nfe, seed, sampler, points: POINTS, device: chooseDevice() }));
     window.asbmLastPoints = r.points;
     window.asbmLastResult = { ms: r.ms, adapter: r.adapter, method: r.method, steps: r.steps, seed: r.seed };
     last = { points: r.points, nfe, sampler: r.method, seed };
@@ -253,25 +204,20 @@ function downloadPNG() {
   }, 'image/png');
 }
 
-// startWasm instantiates asbm.wasm. The instance must stay in globalThis.wasm: the WebGPU
-// binding's Queue.WriteBuffer reads globalThis.wasm.instance.exports.mem.
+// startWasm starts the page's one Go runtime (runtime.js) and hooks up the progress bar.
 async function startWasm() {
-  if (typeof Go !== 'function') throw new Error('wasm_exec.js did not load; rebuild the site with ./build.sh build');
-  const go = new Go();
-  const res = fetch('asbm.wasm');
-  let inst;
-  try {
-    inst = await WebAssembly.instantiateStreaming(res, go.importObject);
-  } catch (e) {
-    // A server that sends the wrong Content-Type breaks instantiateStreaming; the buffer path still works.
-    console.warn('instantiateStreaming failed, retrying with a buffer:', e);
-    const buf = await (await fetch('asbm.wasm')).arrayBuffer();
-    inst = await WebAssembly.instantiate(buf, go.importObject);
-  }
-  globalThis.wasm = inst;
-  go.run(inst.instance).then(() => showError('The Go program stopped; reload the page.'));
-  if (!globalThis.asbm) throw new Error('asbm.wasm started but did not define globalThis.asbm');
+  await startRuntime(BASE, () => showError('The Go program stopped; reload the page.'));
   globalThis.asbm.onProgress = (step, total) => { ui.progress.value = total > 0 ? step / total : 0; };
+}
+
+// clearWeights empties the Cache API copy of the model files; the next load downloads again.
+async function clearWeights() {
+  try {
+    const n = await clearCache();
+    status(`Cache cleared (${n} model file${n === 1 ? '' : 's'}).`);
+  } catch (e) {
+    status('Could not clear the cache: ' + (e && e.message ? e.message : e));
+  }
 }
 
 async function main() {
@@ -281,8 +227,10 @@ async function main() {
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); generate(); });
   ui.download.addEventListener('click', downloadPNG);
   ui.model.addEventListener('change', () => loadModel(ui.model.value));
+  ui.clearCache.addEventListener('click', clearWeights);
+  if (!globalThis.caches) ui.clearCache.hidden = true; // no Cache API (insecure context): nothing cached
   updateNFELabel();
-  drawAxes(ui.canvas.getContext('2d'), ui.canvas.width, ui.canvas.height);
+  drawAxes(ui.canvas);
 
   if (!navigator.gpu && forcedDevice !== 'cpu') {
     // Say it at once; the client would reject load with the same reason.
@@ -302,18 +250,18 @@ async function start() {
   try {
     status('Loading the WebAssembly client…');
     wasmStarted = wasmStarted || startWasm();
-    const [models] = await Promise.all([listModels(), wasmStarted]);
+    [models] = await Promise.all([listModels(), wasmStarted]);
     if (models.length === 0) {
       showError('The server offers no model files: train one with `backend train`, or put *.msgpack files in weights/.');
       return;
     }
     ui.model.textContent = '';
-    for (const m of models) ui.model.add(new Option(m.label, m.url));
+    for (const m of models) ui.model.add(new Option(m.label, m.value));
     const wanted = params.get('model') || '8gaussians';
     const pick = models.find((m) => m.name === wanted) || models[0];
-    ui.model.value = pick.url;
+    ui.model.value = pick.value;
     ui.model.disabled = false;
-    await loadModel(pick.url);
+    await loadModel(pick.value);
   } catch (e) {
     showError(String(e && e.message ? e.message : e));
   }

@@ -194,15 +194,22 @@ func fetchBytes(url string) ([]byte, error) {
 	return b, nil
 }
 
-// load implements asbm.load(url[, {device}]): fetch and decode the file, check its schedule, and
+// load implements asbm.load(url | Uint8Array[, {device, name}]): fetch (or take) and decode the
+// file, check its schedule, and
 // (unless device is "cpu") open the GPU and upload the networks. Without WebGPU it rejects with a
 // reason the page can show; the page may then offer the CPU path by calling load(url, {device: "cpu"}).
 func load(args []js.Value) (any, error) {
 	u := arg0(args)
-	if u.Type() != js.TypeString || strings.TrimSpace(u.String()) == "" {
-		return nil, errors.New("load(url): url must be a non-empty string")
+	// A Uint8Array is the file itself: the page fetched it (from its Cache API copy, or with a
+	// progress bar), so the client does not download it a second time.
+	isBytes := u.Type() == js.TypeObject && u.InstanceOf(js.Global().Get("Uint8Array"))
+	if !isBytes && (u.Type() != js.TypeString || strings.TrimSpace(u.String()) == "") {
+		return nil, errors.New("load(url): url must be a non-empty string or a Uint8Array of the file")
 	}
-	url := u.String()
+	url := "(bytes)"
+	if !isBytes {
+		url = u.String()
+	}
 	cpuOnly := false
 	if len(args) > 1 && args[1].Type() != js.TypeUndefined && args[1].Type() != js.TypeNull {
 		dev, err := deviceOption(args[1])
@@ -210,13 +217,22 @@ func load(args []js.Value) (any, error) {
 			return nil, fmt.Errorf("load: %v", err)
 		}
 		cpuOnly = dev == "cpu"
+		if n := args[1].Get("name"); isBytes && n.Type() == js.TypeString && n.String() != "" {
+			url = n.String() // the name info() reports for a file passed as bytes
+		}
 	}
 	if msg := noWebGPUMessage(); msg != "" && !cpuOnly {
 		return nil, errors.New(msg)
 	}
-	data, err := fetchBytes(url)
-	if err != nil {
-		return nil, err
+	var data []byte
+	if isBytes {
+		data = make([]byte, u.Length())
+		js.CopyBytesToGo(data, u)
+	} else {
+		var err error
+		if data, err = fetchBytes(url); err != nil {
+			return nil, err
+		}
 	}
 	f, err := weights.Decode(data)
 	if err != nil {

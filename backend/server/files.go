@@ -92,6 +92,11 @@ func (h *handler) serveSite(c echo.Context) error {
 	return h.serveFile(c, h.site, name, "")
 }
 
+// serveEmbed serves the frameable widget page (embed.html) at /embed.
+func (h *handler) serveEmbed(c echo.Context) error {
+	return h.serveFile(c, h.site, "embed.html", "text/html; charset=utf-8")
+}
+
 // serveWeights serves one model file by name.
 func (h *handler) serveWeights(c echo.Context) error {
 	rel, err := requestPath(c)

@@ -11,6 +11,12 @@
 //	GET /weights/<name>.msgpack a model file from Config.Weights (not gzipped: float bytes barely
 //	                           compress and an intact Content-Length lets the page show progress)
 //	GET /api/models            the *.msgpack files in Config.Weights: name, bytes, sha256 prefix, dataset
+//	GET /embed                 dist/embed.html: the widget alone, for iframes on any site
+//
+// Framing: every response says X-Frame-Options: SAMEORIGIN and frame-ancestors 'self', except
+// /embed, which any page may frame (frame-ancestors *, no X-Frame-Options). CORS
+// (Access-Control-Allow-Origin: *) is sent only for what the widget loads from another origin:
+// widget.js and the modules it imports, wasm_exec.js, asbm.wasm, /api/models and /weights/*.
 //
 // Every file is opened through an os.Root, so no request path can leave its folder, and paths with
 // "..", backslashes or NUL bytes (raw or percent-encoded) are refused before that.
@@ -49,6 +55,28 @@ const ContentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsaf
 	"style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 
+// EmbedContentSecurityPolicy is ContentSecurityPolicy for /embed: the same, except that any page may
+// frame it.
+var EmbedContentSecurityPolicy = strings.Replace(ContentSecurityPolicy, "frame-ancestors 'self'", "frame-ancestors *", 1)
+
+// EmbedPath is the route of the frameable widget page.
+const EmbedPath = "/embed"
+
+// corsFiles are the site files a page of another origin loads to run the widget: the module, the
+// modules it imports, and the Go runtime. Only these (and /api/models, /weights/*) get CORS.
+var corsFiles = map[string]bool{
+	"/widget.js": true, "/plot.js": true, "/runtime.js": true, "/wasm_exec.js": true, "/asbm.wasm": true,
+	"/asbm.wasm.gz": true,
+}
+
+// allowsCORS says whether a request path is one of the widget's cross-origin assets.
+func allowsCORS(p string) bool {
+	return corsFiles[p] || p == "/api/models" || strings.HasPrefix(p, "/weights/")
+}
+
+// isEmbed says whether a request path is the frameable page.
+func isEmbed(p string) bool { return p == EmbedPath }
+
 // New checks cfg and returns the configured echo instance, ready for Start or httptest.
 func New(cfg Config) (*echo.Echo, error) {
 	site, err := openDir("site", cfg.Site)
@@ -76,12 +104,23 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit(BodyLimit))
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		Skipper:               func(c echo.Context) bool { return isEmbed(c.Request().URL.Path) },
 		XSSProtection:         "0", // the legacy XSS auditor is gone; CSP does the job
 		ContentTypeNosniff:    "nosniff",
 		XFrameOptions:         "SAMEORIGIN",
 		ContentSecurityPolicy: ContentSecurityPolicy,
 		ReferrerPolicy:        "no-referrer",
 	}))
+	// /embed is meant to be framed by other sites: no X-Frame-Options (it has no "allow all"
+	// value), and frame-ancestors * in its CSP.
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		Skipper:               func(c echo.Context) bool { return !isEmbed(c.Request().URL.Path) },
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		ContentSecurityPolicy: EmbedContentSecurityPolicy,
+		ReferrerPolicy:        "no-referrer",
+	}))
+	e.Use(corsForWidget)
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		Level:     6,
 		MinLength: 1024,
@@ -93,6 +132,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	get := []string{http.MethodGet, http.MethodHead}
 	e.Match(get, "/api/models", h.listModels)
 	e.Match(get, "/weights/*", h.serveWeights)
+	e.Match(get, EmbedPath, h.serveEmbed)
 	e.Match(get, "/*", h.serveSite)
 	// The roots stay open for the life of the process: echo has no close hook and the server
 	// lives until the command exits.
@@ -189,4 +229,21 @@ func skipGzip(c echo.Context) bool {
 		}
 	}
 	return false
+}
+
+// corsForWidget lets pages of any origin read the widget's assets (module scripts and fetches are
+// CORS requests). They are public, need no credentials, and the widget sends no custom headers,
+// so GET/HEAD with a wildcard origin is all it takes; no preflight is ever needed. The exposed
+// headers let the widget's progress bar tell the decoded size from the compressed one.
+func corsForWidget(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if allowsCORS(c.Request().URL.Path) {
+			h := c.Response().Header()
+			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Encoding, X-Decoded-Content-Length, ETag")
+			// A cross-origin module needs this if the embedding page uses COEP: require-corp.
+			h.Set("Cross-Origin-Resource-Policy", "cross-origin")
+		}
+		return next(c)
+	}
 }

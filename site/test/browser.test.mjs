@@ -384,3 +384,96 @@ test('without WebGPU the page says so, and offers the CPU path', async () => {
     await ctx2.close();
   }
 });
+
+test('the second load of the page takes the model file from the Cache API; Clear cache empties it', async () => {
+  const p = await ctx.newPage();
+  watch(p, 'cache');
+  try {
+    await p.goto(baseURL + '?device=cpu');
+    await waitState(p, 'ready');
+    // The first test loaded the page in this profile already, so the file is cached by now.
+    assert.equal(await p.evaluate(() => document.body.dataset.weights), 'cache');
+    assert.match(await p.textContent('#status'), /from cache/);
+    const keys = await p.evaluate(async () => (await (await caches.open('asbm-weights-v1')).keys()).map((r) => r.url));
+    assert.ok(keys.some((k) => /\/weights\/8gaussians\.msgpack\?sha256=[0-9a-f]{16}$/.test(k)), `cache keys ${keys}`);
+    await p.click('#clear-cache');
+    await p.waitForFunction(() => /Cache cleared/.test(document.getElementById('status').textContent));
+    assert.equal(await p.evaluate(() => caches.has('asbm-weights-v1')), false);
+    await p.reload();
+    await waitState(p, 'ready');
+    assert.equal(await p.evaluate(() => document.body.dataset.weights), 'network');
+    await p.reload();
+    await waitState(p, 'ready');
+    assert.equal(await p.evaluate(() => document.body.dataset.weights), 'cache');
+  } finally {
+    await p.close();
+  }
+});
+
+// widgetPixels counts point-coloured pixels on the canvas of the first <asbm-generator> in a frame.
+async function widgetPixels(frame) {
+  return frame.evaluate(() => {
+    const c = document.querySelector('asbm-generator').shadowRoot.querySelector('canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 2] - d[i] > 50) n++;
+    return n;
+  });
+}
+
+async function widgetGenerate(frame, name) {
+  await frame.waitForFunction(() => {
+    const el = document.querySelector('asbm-generator');
+    return el && ['ready', 'error'].includes(el.dataset.state);
+  }, null, { timeout: 120000 });
+  const before = await widgetPixels(frame);
+  assert.equal(before, 0, `${name}: canvas has points before Generate`);
+  await frame.locator('asbm-generator').locator('button').click();
+  await frame.waitForFunction(() => ['done', 'error'].includes(document.querySelector('asbm-generator').dataset.state),
+    null, { timeout: 120000 });
+  const state = await frame.evaluate(() => document.querySelector('asbm-generator').dataset.state);
+  const text = await frame.evaluate(() => document.querySelector('asbm-generator').shadowRoot.querySelector('.status').textContent);
+  assert.equal(state, 'done', `${name}: ${text}\n${pageLog.join('\n')}`);
+  const n = await widgetPixels(frame);
+  assert.ok(n > 300, `${name}: canvas looks blank (${n} point pixels)`);
+  const pts = await frame.evaluate(() => Array.from(document.querySelector('asbm-generator').lastPoints));
+  assertFinitePoints(pts);
+  return pts;
+}
+
+test('the widget and the /embed iframe work on a page of another origin', async () => {
+  const { createServer } = await import('node:http');
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>blog</title><link rel="icon" href="data:,">
+<script type="module" src="${baseURL}widget.js"></script></head>
+<body><article style="max-width:36rem"><p>Some text.</p>
+<asbm-generator model="8gaussians" nfe="1" seed="3"></asbm-generator>
+<p>More text.</p>
+<iframe id="f" src="${baseURL}embed?model=8gaussians&nfe=1&seed=3" style="width:100%;height:380px;border:0"></iframe>
+</article></body></html>`;
+  const other = createServer((req, res) => {
+    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(req.url === '/' ? html : 'not found');
+  });
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
+  // localhost vs 127.0.0.1: another origin, and both are secure contexts.
+  const otherURL = `http://localhost:${other.address().port}/`;
+  const p = await ctx.newPage();
+  const log = [];
+  p.on('console', (m) => { if (m.type() === 'error') log.push(m.text()); pageLog.push(`[xorigin console.${m.type()}] ${m.text()}`); });
+  p.on('pageerror', (e) => { log.push(e.message); pageLog.push(`[xorigin pageerror] ${e.message}`); });
+  try {
+    await p.goto(otherURL);
+    const direct = await widgetGenerate(p.mainFrame(), 'element');
+    const frame = p.frame({ url: /\/embed\?/ });
+    assert.ok(frame, 'the /embed iframe did not load');
+    const framed = await widgetGenerate(frame, 'iframe');
+    // Same model, seed and NFE: the same points, and the ones the page drew for seed 3.
+    assert.ok(maxAbsDiff(direct, runs.gen) < TOL, 'widget differs from the page');
+    assert.ok(maxAbsDiff(framed, runs.gen) < TOL, 'iframe differs from the page');
+    await shot(p, 'cross-origin-embed');
+    assert.deepEqual(log, [], 'console errors on the embedding page');
+  } finally {
+    await p.close();
+    await new Promise((r) => other.close(r));
+  }
+});

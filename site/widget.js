@@ -1,0 +1,186 @@
+// The embeddable ASBM widget: one module script and one element,
+//
+//   <script type="module" src="https://HOST/widget.js"></script>
+//   <asbm-generator model="8gaussians" nfe="1" seed="0" sampler="ode"></asbm-generator>
+//
+// Each element draws 2,000 samples of the named model (same drawing as the page, plot.js) with a
+// Generate button and an NFE slider, inside its own shadow DOM so the host page's CSS neither
+// leaks in nor out. Everything it needs (wasm_exec.js, asbm.wasm, /api/models, the model files)
+// comes from this script's own origin, derived from import.meta.url, so it works on a page of any
+// origin; the server sends CORS headers for exactly those files. Every element on a page shares
+// the one Go runtime (runtime.js); the client holds one model at a time, so loads and generates
+// are queued (exclusive) and an element reloads its model only when another one was loaded since.
+//
+// For scripts and tests: element.dataset.state is "loading" | "ready" | "busy" | "done" | "error";
+// element.lastPoints is the last Float32Array of points; element.generate() runs one draw.
+import { drawAxes, drawPoints, drawMessage } from './plot.js';
+import { startRuntime, listModels, fetchModel, exclusive } from './runtime.js';
+
+const BASE = new URL('./', import.meta.url);
+const POINTS = 2000;
+
+// The model list is asked for once per page, whatever the number of elements.
+function models() {
+  globalThis.__asbmModelList = globalThis.__asbmModelList || listModels(BASE);
+  return globalThis.__asbmModelList;
+}
+
+const STYLE = `
+:host { display: block; max-width: 100%; box-sizing: border-box; margin: 1rem 0;
+  --panel: #ffffff; --accent: #2f5fd0; --fg: #1d2330; --muted: #5d6678; --error-bg: #fde8e6; --error-fg: #8a1c12;
+  font: 14px/1.3 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); }
+@media (prefers-color-scheme: dark) {
+  :host { --panel: #1e2129; --accent: #7aa2ff; --fg: #e6e8ee; --muted: #9aa3b5; --error-bg: #3b1714; --error-fg: #ffb4a8; }
+}
+.box { display: flex; flex-direction: column; align-items: center; gap: .4rem; max-width: 100%; }
+canvas { height: 300px; max-height: 300px; max-width: 100%; aspect-ratio: 1; background: var(--panel);
+  border-radius: 6px; display: block; }
+.bar { display: flex; flex-wrap: wrap; align-items: center; gap: .6rem; max-width: 100%; }
+button { font: inherit; padding: .3rem .9rem; border-radius: 5px; border: 1px solid var(--accent);
+  background: var(--accent); color: #fff; cursor: pointer; }
+button:disabled { opacity: .5; cursor: default; }
+label { display: flex; align-items: center; gap: .3rem; }
+input[type=range] { width: 120px; max-width: 40vw; }
+output { min-width: 2.2em; font-variant-numeric: tabular-nums; }
+.status { color: var(--muted); font-size: 12px; margin: 0; text-align: center; min-height: 1.3em; }
+`;
+
+let shared = null;
+function sheet() {
+  if (!shared) { shared = new CSSStyleSheet(); shared.replaceSync(STYLE); }
+  return shared;
+}
+
+function intAttr(el, name, def, lo, hi) {
+  const v = Number(el.getAttribute(name));
+  return el.hasAttribute(name) && Number.isInteger(v) && v >= lo && v <= hi ? v : def;
+}
+
+export class ASBMGenerator extends HTMLElement {
+  static get observedAttributes() { return ['nfe']; }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    // A constructed stylesheet, not a <style> element: a page whose CSP says style-src 'self'
+    // (this site's own) would block an inline one.
+    root.adoptedStyleSheets = [sheet()];
+    root.innerHTML = `<div class="box" part="box">
+  <canvas width="300" height="300" part="canvas" aria-label="generated points"></canvas>
+  <div class="bar">
+    <button type="button" part="button" disabled>Generate</button>
+    <label>NFE <input type="range" min="1" max="100" step="1" value="1"><output>1</output></label>
+  </div>
+  <p class="status" aria-live="polite">Loading…</p>
+</div>`;
+    this.canvas = root.querySelector('canvas');
+    this.button = root.querySelector('button');
+    this.slider = root.querySelector('input');
+    this.nfeOut = root.querySelector('output');
+    this.statusEl = root.querySelector('.status');
+    this.lastPoints = null;
+    this.model = null;  // the entry of /api/models
+    this.device = '';   // "cpu" when the client should take the CPU path
+    this.ready = null;  // promise of the first load
+    this.button.addEventListener('click', () => this.generate());
+    this.slider.addEventListener('input', () => { this.nfeOut.textContent = this.slider.value; });
+  }
+
+  connectedCallback() {
+    this.dataset.state = 'loading';
+    this.slider.value = String(intAttr(this, 'nfe', 1, 1, 100));
+    this.nfeOut.textContent = this.slider.value;
+    drawAxes(this.canvas, this);
+    if (!this.ready) this.ready = this.init();
+  }
+
+  attributeChangedCallback(name, _old, v) {
+    if (name === 'nfe' && this.slider) {
+      this.slider.value = String(intAttr(this, 'nfe', 1, 1, 100));
+      this.nfeOut.textContent = this.slider.value;
+    }
+  }
+
+  status(t) { this.statusEl.textContent = t; }
+
+  fail(e) {
+    const text = String(e && e.message ? e.message : e);
+    this.status('Error: ' + text);
+    drawMessage(this.canvas, text, this);
+    this.dataset.state = 'error';
+  }
+
+  // init starts the runtime, finds the model and loads it once (on the GPU when there is one that
+  // is not a software adapter, else on the CPU path, as the page does).
+  async init() {
+    try {
+      const [list] = await Promise.all([models(), startRuntime(BASE)]);
+      const want = this.getAttribute('model') || '8gaussians';
+      this.model = list.find((m) => m.name === want);
+      if (!this.model) throw new Error(`no model "${want}" on ${BASE.origin} (have: ${list.map((m) => m.name).join(', ')})`);
+      if (!navigator.gpu) this.device = 'cpu';
+      const info = await exclusive(() => this.ensureLoaded(true));
+      if (info && info.software) this.device = 'cpu';
+      if (info && !info.nets.includes('gen')) this.slider.min = '2';
+      this.button.disabled = false;
+      this.status(`Ready: ${this.model.name}` + (this.device === 'cpu' ? ' · CPU path' : ` · ${info.adapter}`));
+      this.dataset.state = 'ready';
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  // ensureLoaded (inside exclusive) loads this element's model unless it is the one the client
+  // holds; it returns the client's info.
+  async ensureLoaded(force) {
+    const key = `${this.model.url}#${this.model.sha256}#${this.device}`;
+    if (!force && globalThis.__asbmLoaded === key) return null;
+    const { bytes } = await fetchModel(this.model, (got, total) => {
+      this.status(`Loading ${this.model.name} … ${Math.round((100 * got) / Math.max(total, 1))}%`);
+    });
+    const opts = { name: this.model.src };
+    if (this.device === 'cpu') opts.device = 'cpu';
+    let info;
+    try {
+      info = await globalThis.asbm.load(bytes, opts);
+    } catch (e) {
+      if (this.device === 'cpu') throw e;
+      // No usable WebGPU: the CPU path works everywhere.
+      console.warn('asbm-generator: WebGPU load failed, using the CPU path:', e);
+      this.device = 'cpu';
+      info = await globalThis.asbm.load(bytes, { ...opts, device: 'cpu' });
+    }
+    globalThis.__asbmLoaded = `${this.model.url}#${this.model.sha256}#${this.device}`;
+    return info;
+  }
+
+  // generate draws POINTS samples with the slider's NFE and the element's seed and sampler.
+  async generate() {
+    await this.ready;
+    if (this.dataset.state === 'busy' || !this.model) return;
+    const nfe = Number(this.slider.value);
+    const seed = intAttr(this, 'seed', 0, 0, Number.MAX_SAFE_INTEGER);
+    const sampler = this.getAttribute('sampler') === 'ode' ? 'ode' : 'sde';
+    this.dataset.state = 'busy';
+    this.button.disabled = true;
+    this.status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
+    try {
+      const r = await exclusive(async () => {
+        await this.ensureLoaded(false);
+        const opt = { nfe, seed, sampler, points: POINTS };
+        if (this.device === 'cpu') opt.device = 'cpu';
+        return globalThis.asbm.generate(opt);
+      });
+      this.lastPoints = r.points;
+      drawPoints(this.canvas, r.points, this);
+      this.status(`${this.model.name} · NFE ${nfe} · ${r.points.length / 2} points in ${r.ms.toFixed(0)} ms`);
+      this.dataset.state = 'done';
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.button.disabled = !this.model;
+    }
+  }
+}
+
+if (!customElements.get('asbm-generator')) customElements.define('asbm-generator', ASBMGenerator);
