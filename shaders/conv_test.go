@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -155,23 +156,12 @@ func TestConv3x3Kernels(t *testing.T) {
 		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range []struct {
-			name string
-			got  *Buffer
-			want []float64
-			tol  float64
-		}{
+		checkRel(t, d, fmt.Sprintf("conv3x3 %v", s), []relCase{
 			{"y", yb, yRef, 1e-5},
 			{"dx", dxb, dxRef, 1e-5},
 			{"dW", dwb, dwRef, 1e-4},
 			{"db", dbb, dbRef, 1e-4},
-		} {
-			e := relErr(read(t, d, c.got), c.want)
-			t.Logf("conv3x3 %v %s: rel err %.2e", s, c.name, e)
-			if !(e < c.tol) {
-				t.Errorf("conv3x3 %v %s: rel err %.2e, want < %.0e", s, c.name, e, c.tol)
-			}
-		}
+		})
 		// The weight-gradient reduction must be deterministic: a second run gives the same bits.
 		first := read(t, d, dwb)
 		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
@@ -291,5 +281,27 @@ func TestImageKernelsFolded(t *testing.T) {
 			py, avgPoolRef(f64s(x), planes, h, w), 1e-5)
 		check("avg pool dx", (xs+up-1)/up, func() error { return d.AvgPool2xBackward(pdx, dpb, planes, 1, h, w) },
 			pdx, avgPoolBackwardRef(f64s(dyPool), planes, h, w), 1e-5)
+	}
+}
+
+// relCase is one output of a kernel test: the GPU buffer, its float64 reference and the tolerance on
+// the relative error max|gpu − ref| / max|ref|.
+type relCase struct {
+	name string
+	got  *Buffer
+	want []float64
+	tol  float64
+}
+
+// checkRel reads every case back and fails the test where the relative error is not below its
+// tolerance; what names the kernel and shape in the messages.
+func checkRel(t *testing.T, d *Device, what string, cases []relCase) {
+	t.Helper()
+	for _, c := range cases {
+		e := relErr(read(t, d, c.got), c.want)
+		t.Logf("%s %s: rel err %.2e", what, c.name, e)
+		if !(e < c.tol) {
+			t.Errorf("%s %s: rel err %.2e, want < %.0e", what, c.name, e, c.tol)
+		}
 	}
 }

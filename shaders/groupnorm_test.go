@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -108,25 +109,14 @@ func TestGroupNormKernels(t *testing.T) {
 		if err := d.GroupNormBackward(dxb, dgb, dbb, dyb, xb, gb, mb, rb, s.n, s.c, s.h, s.w, s.groups); err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range []struct {
-			name string
-			got  *Buffer
-			want []float64
-			tol  float64
-		}{
+		checkRel(t, d, fmt.Sprintf("group norm %v", s), []relCase{
 			{"y", yb, yRef, 1e-5},
 			{"mean", mb, meanRef, 1e-5},
 			{"rstd", rb, rstdRef, 1e-5},
 			{"dx", dxb, dxRef, 1e-4},
 			{"dgamma", dgb, dgRef, 1e-4},
 			{"dbeta", dbb, dbRef, 1e-4},
-		} {
-			e := relErr(read(t, d, c.got), c.want)
-			t.Logf("group norm %v %s: rel err %.2e", s, c.name, e)
-			if !(e < c.tol) {
-				t.Errorf("group norm %v %s: rel err %.2e, want < %.0e", s, c.name, e, c.tol)
-			}
-		}
+		})
 	}
 }
 
