@@ -24,6 +24,22 @@ var tiles = []tile{
 // batches (n < 64, less padding), else 64×64. On lavapipe 64×64 ran a 2000×128×128 layer about twice
 // as fast as 32×32 (53 vs 120 ms, same run); on a real GPU either finishes in microseconds at these
 // sizes, where dispatch overhead dominates.
+// grid is the dispatch of a tiled n×m product: one workgroup per tile, columns along x and the
+// row tiles folded over y and z so that no dimension exceeds the per-dimension limit.
+func (t tile) grid(n, m int, what string) ([3]uint32, error) {
+	cols := (m + t.bn - 1) / t.bn
+	rows := (n + t.bm - 1) / t.bm
+	if cols > maxGroupsPerDim {
+		return [3]uint32{}, fmt.Errorf("shaders: %s output width %d needs %d column tiles, above the dispatch limit", what, m, cols)
+	}
+	ry := min(rows, maxGroupsPerDim)
+	rz := (rows + ry - 1) / ry
+	if rz > maxGroupsPerDim {
+		return [3]uint32{}, fmt.Errorf("shaders: %s with %d rows exceeds the dispatch limit", what, n)
+	}
+	return [3]uint32{uint32(cols), uint32(ry), uint32(rz)}, nil
+}
+
 func pickTile(n, m int) tile {
 	switch {
 	case m <= 8:
@@ -66,22 +82,16 @@ func (d *Device) linearOp(t tile, dst, x, w, b *Buffer, n, in, out int, silu boo
 	if err != nil {
 		return nil, err
 	}
-	cols := (out + t.bn - 1) / t.bn
-	rows := (n + t.bm - 1) / t.bm
-	if cols > maxGroupsPerDim {
-		return nil, fmt.Errorf("shaders: linear output width %d needs %d column tiles, above the dispatch limit", out, cols)
-	}
-	ry := min(rows, maxGroupsPerDim)
-	rz := (rows + ry - 1) / ry
-	if rz > maxGroupsPerDim {
-		return nil, fmt.Errorf("shaders: linear with %d rows exceeds the dispatch limit", n)
+	grid, err := t.grid(n, out, "linear")
+	if err != nil {
+		return nil, err
 	}
 	act := 0
 	if silu {
 		act = 1
 	}
 	u := uniform{}.u32(n).u32(in).u32(out).u32(act).bytes()
-	return d.newOp(k, u, []*Buffer{x, w, b, dst}, [3]uint32{uint32(cols), uint32(ry), uint32(rz)})
+	return d.newOp(k, u, []*Buffer{x, w, b, dst}, grid)
 }
 
 // Linear runs linear.wgsl: dst (n×out) = x (n×in) · w (in×out) + b (out), followed by SiLU when

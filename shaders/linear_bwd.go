@@ -55,18 +55,12 @@ func (d *Device) linearBwdOp(c, a, b, z *Buffer, n, k, m, as0, as1, bs0, bs1, aL
 	if err != nil {
 		return nil, err
 	}
-	cols := (m + t.bn - 1) / t.bn
-	rows := (n + t.bm - 1) / t.bm
-	if cols > maxGroupsPerDim {
-		return nil, fmt.Errorf("shaders: linear backward output width %d needs %d column tiles, above the dispatch limit", m, cols)
-	}
-	ry := min(rows, maxGroupsPerDim)
-	rz := (rows + ry - 1) / ry
-	if rz > maxGroupsPerDim {
-		return nil, fmt.Errorf("shaders: linear backward with %d rows exceeds the dispatch limit", n)
+	grid, err := t.grid(n, m, "linear backward")
+	if err != nil {
+		return nil, err
 	}
 	u := uniform{}.u32(n).u32(k).u32(m).u32(act).u32(as0).u32(as1).u32(bs0).u32(bs1).bytes()
-	return d.newOp(kern, u, []*Buffer{a, b, z, c}, [3]uint32{uint32(cols), uint32(ry), uint32(rz)})
+	return d.newOp(kern, u, []*Buffer{a, b, z, c}, grid)
 }
 
 // linearDXOp records dx (n×in) = dy (n×out) · wᵀ (w in×out), times silu'(z) elementwise when z
