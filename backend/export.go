@@ -62,7 +62,7 @@ func exportModel(st *trainState, f16 bool) (*weights.File, error) {
 }
 
 // addMLP stores every parameter of m under prefix.
-func addMLP(f *weights.File, prefix string, m *shaders.MLP, f16 bool) error {
+func addMLP(f *weights.File, prefix string, m *shaders.Net, f16 bool) error {
 	names, shapes := shaders.ParamShapes(m.Arch)
 	for i, name := range names {
 		if f16 {

@@ -23,7 +23,7 @@ type model struct {
 	file   *weights.File
 	vp     asbm.VP // the ASBM base (asbm.md §1.2)
 	baseVP asbm.VP // the memoryless baseline's base (β_1 = 20)
-	nets   map[string]*shaders.MLP
+	nets   map[string]*shaders.Net
 }
 
 // loadModel reads a model file and builds every network it holds.
@@ -38,7 +38,7 @@ func loadModel(path string) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &model{path: path, file: f, nets: map[string]*shaders.MLP{}}
+	m := &model{path: path, file: f, nets: map[string]*shaders.Net{}}
 	get := func(key string, def float64) float64 {
 		if v, ok := f.MetaFloat(key); ok {
 			return v
@@ -51,7 +51,7 @@ func loadModel(path string) (*model, error) {
 		if _, ok := f.Tensor(p + "out.w"); !ok {
 			continue
 		}
-		mlp, err := shaders.MLPFromFile(f, p)
+		mlp, err := shaders.NetFromFile(f, p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -78,7 +78,7 @@ func (m *model) dataset() string {
 }
 
 // cpuNet evaluates a plain-Go MLP (the reference forward of shaders/mlp.go).
-type cpuNet struct{ m *shaders.MLP }
+type cpuNet struct{ m *shaders.Net }
 
 func (c cpuNet) Dim() int { return c.m.Arch.Dim }
 

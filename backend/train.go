@@ -430,7 +430,7 @@ type trainer struct {
 // by one resumes on the other.
 type engineModel interface {
 	asbm.Model
-	EMAParams() *shaders.MLP
+	EMAParams() *shaders.Net
 }
 
 // chooseEngine picks the training engine for --device and describes it. auto takes a hardware
@@ -482,11 +482,11 @@ func (tr *trainer) newModel(role uint64) (engineModel, error) {
 }
 
 // warmModel returns a network on the chosen engine starting from m's parameters.
-func (tr *trainer) warmModel(m *shaders.MLP, cfg cpu.Config) (engineModel, error) {
+func (tr *trainer) warmModel(m *shaders.Net, cfg cpu.Config) (engineModel, error) {
 	if tr.gpu {
-		return gpu.FromMLP(m, cfg)
+		return gpu.FromNet(m, cfg)
 	}
-	return cpu.FromMLP(m, cfg)
+	return cpu.FromNet(m, cfg)
 }
 
 // finalModel rebuilds a finished phase's network.

@@ -125,11 +125,11 @@ func read(tb testing.TB, d *Device, b *Buffer) []float32 {
 	return v
 }
 
-// randomMLP is NewMLP with a random, non-zero output layer, so that tests comparing engines fail
+// randomMLP is NewNet with a random, non-zero output layer, so that tests comparing engines fail
 // when the network is evaluated wrongly.
-func randomMLP(tb testing.TB, a weights.Arch, seed uint64, outScale float64) *MLP {
+func randomMLP(tb testing.TB, a weights.Arch, seed uint64, outScale float64) *Net {
 	tb.Helper()
-	m, err := NewMLP(a, seed)
+	m, err := NewNet(a, seed)
 	if err != nil {
 		tb.Fatal(err)
 	}

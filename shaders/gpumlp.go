@@ -7,11 +7,11 @@ import (
 	"asbm/weights"
 )
 
-// checkParams reports an MLP whose parameters do not match its arch (missing, wrong length, NaN or
+// checkParams reports a network whose parameters do not match its arch (missing, wrong length, NaN or
 // Inf), so the forward passes never index out of range on bad input.
-func checkParams(m *MLP) error {
+func checkParams(m *Net) error {
 	if m == nil {
-		return fmt.Errorf("shaders: nil MLP")
+		return fmt.Errorf("shaders: nil network")
 	}
 	if err := CheckArch(m.Arch); err != nil {
 		return err
@@ -24,14 +24,14 @@ func checkParams(m *MLP) error {
 		}
 		p, ok := m.Params[name]
 		if !ok {
-			return fmt.Errorf("shaders: MLP has no parameter %s", name)
+			return fmt.Errorf("shaders: network has no parameter %s", name)
 		}
 		if len(p) != want {
-			return fmt.Errorf("shaders: MLP parameter %s has %d values, shape %v needs %d", name, len(p), shapes[i], want)
+			return fmt.Errorf("shaders: parameter %s has %d values, shape %v needs %d", name, len(p), shapes[i], want)
 		}
 		for _, v := range p {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("shaders: MLP parameter %s holds NaN or Inf", name)
+				return fmt.Errorf("shaders: parameter %s holds NaN or Inf", name)
 			}
 		}
 	}
@@ -52,7 +52,7 @@ type GPUMLP struct {
 }
 
 // NewGPUMLP uploads the parameters of m to d.
-func NewGPUMLP(d *Device, m *MLP) (*GPUMLP, error) {
+func NewGPUMLP(d *Device, m *Net) (*GPUMLP, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}

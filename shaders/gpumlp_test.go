@@ -70,7 +70,7 @@ func TestGPUMLPErrors(t *testing.T) {
 	if _, err := g.Forward(nil, nil); err == nil {
 		t.Error("an empty batch gave no error")
 	}
-	bad := &MLP{Arch: a, Params: map[string][]float32{}}
+	bad := &Net{Arch: a, Params: map[string][]float32{}}
 	for k, v := range m.Params {
 		bad.Params[k] = v
 	}

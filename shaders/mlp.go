@@ -8,20 +8,15 @@ import (
 	"asbm/weights"
 )
 
-// MLP is the 2-D network of asbm.md §6.1 held on the CPU: Fourier time features, Layers hidden
-// layers of width Hidden with SiLU, and a linear output layer that starts at zero so the network is
-// identically zero at initialisation. It is the plain-Go reference that every engine (gorgonia,
-// WGSL) is tested against, and the browser's CPU path.
+// The 2-D network of asbm.md §6.1 (Arch.Kind "mlp"): Fourier time features, Layers hidden layers of
+// width Hidden with SiLU, and a linear output layer that starts at zero so the network is identically
+// zero at initialisation.
 //
 // Parameter names and shapes (row-major, y = x·W + b):
 //
 //	l0.w [Dim+2·Fourier, Hidden], l0.b [Hidden]
 //	l{i}.w [Hidden, Hidden], l{i}.b [Hidden]   for i = 1 … Layers−1
 //	out.w [Hidden, Dim], out.b [Dim]
-type MLP struct {
-	Arch   weights.Arch
-	Params map[string][]float32
-}
 
 // TimeFreq returns ω_k of the k-th Fourier time feature: the features of t are
 // sin(ω_k t) for k < F followed by cos(ω_k t) for k < F, with ω_k = π(k+1).
@@ -30,8 +25,8 @@ func TimeFreq(k int) float64 { return math.Pi * float64(k+1) }
 // InputWidth is the width of the first layer's input: the data plus 2·Fourier time features.
 func InputWidth(a weights.Arch) int { return a.Dim + 2*a.Fourier }
 
-// ParamShapes lists every parameter of an MLP in a fixed order with its shape.
-func ParamShapes(a weights.Arch) (names []string, shapes [][]int) {
+// mlpParamShapes lists every parameter of an MLP in a fixed order with its shape.
+func mlpParamShapes(a weights.Arch) (names []string, shapes [][]int) {
 	in := InputWidth(a)
 	for i := 0; i < a.Layers; i++ {
 		names = append(names, fmt.Sprintf("l%d.w", i), fmt.Sprintf("l%d.b", i))
@@ -43,33 +38,21 @@ func ParamShapes(a weights.Arch) (names []string, shapes [][]int) {
 	return names, shapes
 }
 
-// CheckArch reports whether a is an MLP architecture this package can build.
-func CheckArch(a weights.Arch) error {
-	if a.Kind != "mlp" {
-		return fmt.Errorf("arch kind %q is not \"mlp\"", a.Kind)
-	}
+// checkMLPArch reports whether a is an MLP architecture this package can build.
+func checkMLPArch(a weights.Arch) error {
 	if a.Dim < 1 || a.Hidden < 1 || a.Layers < 1 || a.Fourier < 0 {
 		return fmt.Errorf("mlp arch needs dim ≥ 1, hidden ≥ 1, layers ≥ 1, fourier ≥ 0; got %+v", a)
 	}
 	return nil
 }
 
-// NewMLP returns an MLP with PyTorch-Linear-style initialisation, U(−1/√in, 1/√in) for weights and
+// initMLP fills m with PyTorch-Linear-style initialisation, U(−1/√in, 1/√in) for weights and
 // biases, from a seeded generator, and a zero output layer.
-func NewMLP(a weights.Arch, seed uint64) (*MLP, error) {
-	if err := CheckArch(a); err != nil {
-		return nil, err
-	}
-	r := rand.New(rand.NewPCG(seed, 0x4d4c50))
-	m := &MLP{Arch: a, Params: map[string][]float32{}}
-	names, shapes := ParamShapes(a)
+func initMLP(m *Net, r *rand.Rand) {
+	names, shapes := ParamShapes(m.Arch)
 	for i, name := range names {
 		sh := shapes[i]
-		n := 1
-		for _, s := range sh {
-			n *= s
-		}
-		p := make([]float32, n)
+		p := make([]float32, numel(sh))
 		if name != "out.w" && name != "out.b" {
 			fanIn := sh[0]
 			if len(sh) == 1 {
@@ -82,27 +65,6 @@ func NewMLP(a weights.Arch, seed uint64) (*MLP, error) {
 		}
 		m.Params[name] = p
 	}
-	return m, nil
-}
-
-// MLPFromFile builds the MLP stored under prefix (for example "score/") in f.
-func MLPFromFile(f *weights.File, prefix string) (*MLP, error) {
-	if err := CheckArch(f.Arch); err != nil {
-		return nil, err
-	}
-	m := &MLP{Arch: f.Arch, Params: map[string][]float32{}}
-	names, shapes := ParamShapes(f.Arch)
-	for i, name := range names {
-		data, shape, err := f.Float32(prefix + name)
-		if err != nil {
-			return nil, err
-		}
-		if fmt.Sprint(shape) != fmt.Sprint(shapes[i]) {
-			return nil, fmt.Errorf("tensor %s%s has shape %v, the arch needs %v", prefix, name, shape, shapes[i])
-		}
-		m.Params[name] = data
-	}
-	return m, nil
 }
 
 // TimeFeatures writes the 2·F Fourier features of t into dst (asbm.md §6.1).
@@ -117,8 +79,8 @@ func TimeFeatures(t float32, F int, dst []float32) {
 // SiLU is x·sigmoid(x).
 func SiLU(x float32) float32 { return x / (1 + float32(math.Exp(-float64(x)))) }
 
-// ForwardCPU evaluates the network on n = len(t) rows: x is n×Dim, the result n×Dim.
-func (m *MLP) ForwardCPU(t, x []float32) []float32 {
+// forwardMLP evaluates an MLP on n = len(t) rows: x is n×Dim, the result n×Dim.
+func (m *Net) forwardMLP(t, x []float32) []float32 {
 	a := m.Arch
 	n := len(t)
 	out := make([]float32, n*a.Dim)

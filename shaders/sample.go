@@ -45,7 +45,7 @@ type SampleOptions struct {
 type Nets struct{ Score, Control, Gen *GPUMLP }
 
 // CPUNets are the same networks on the CPU.
-type CPUNets struct{ Score, Control, Gen *MLP }
+type CPUNets struct{ Score, Control, Gen *Net }
 
 // vp is the VP schedule of asbm.md §1.2 (backend/asbm.VP holds the same formulas; shaders may not
 // import backend).
@@ -263,7 +263,7 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 // SampleCPU draws o.Points points with plain Go (MLP.ForwardCPU): the reference SampleGPU is tested
 // against and the browser's CPU path. progress, if not nil, is called after every step.
 func SampleCPU(nets CPUNets, o SampleOptions, progress func(step, total int)) ([]float32, error) {
-	dimOf := func(m *MLP, used bool) (int, error) {
+	dimOf := func(m *Net, used bool) (int, error) {
 		if m == nil || !used {
 			return 0, nil
 		}
@@ -288,14 +288,14 @@ func SampleCPU(nets CPUNets, o SampleOptions, progress func(step, total int)) ([
 	if err != nil {
 		return nil, err
 	}
-	e := &cpuEngine{n: o.Points, dim: dim, nets: [numSlots]*MLP{sScore: nets.Score, sControl: nets.Control, sGen: nets.Gen}}
+	e := &cpuEngine{n: o.Points, dim: dim, nets: [numSlots]*Net{sScore: nets.Score, sControl: nets.Control, sGen: nets.Gen}}
 	return runSampler(e, o, dim, dc != 0, progress)
 }
 
 // cpuEngine runs the schedule on slices.
 type cpuEngine struct {
 	n, dim int
-	nets   [numSlots]*MLP
+	nets   [numSlots]*Net
 	s      [numSlots][]float32
 	times  [2]float32
 	t      []float32

@@ -37,7 +37,7 @@ func literalSample(nets CPUNets, o SampleOptions) []float64 {
 	}
 	beta := func(t float64) float64 { return o.Beta0 + (o.Beta1-o.Beta0)*t }
 	g2 := func(t float64) float64 { return o.SigmaV * o.SigmaV * beta(t) }
-	net := func(m *MLP, t float64, x []float64) []float64 {
+	net := func(m *Net, t float64, x []float64) []float64 {
 		if m == nil {
 			return make([]float64, len(x))
 		}
@@ -139,9 +139,9 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		}
 		// The networks must matter, or the comparison would not see a wrong network call.
 		zero := n
-		for _, m := range []**MLP{&zero.Score, &zero.Control, &zero.Gen} {
+		for _, m := range []**Net{&zero.Score, &zero.Control, &zero.Gen} {
 			if *m != nil {
-				z := &MLP{Arch: (*m).Arch, Params: map[string][]float32{}}
+				z := &Net{Arch: (*m).Arch, Params: map[string][]float32{}}
 				for k, v := range (*m).Params {
 					z.Params[k] = v
 				}
@@ -237,7 +237,7 @@ func TestSampleOptionErrors(t *testing.T) {
 			n.Control = randomMLP(t, testArchs[1], 3, 1)
 		},
 		"parameter": func(_ *SampleOptions, n *CPUNets) {
-			n.Score = &MLP{Arch: sampleArch, Params: map[string][]float32{}}
+			n.Score = &Net{Arch: sampleArch, Params: map[string][]float32{}}
 		},
 	}
 	for want, f := range bad {

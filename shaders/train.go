@@ -78,7 +78,7 @@ const maxTrainPlans = 4
 // TrainMLP trains an MLP (asbm.md §6.1) entirely on a Device: parameters, gradients, AdamW moments
 // and the EMA stay in GPU buffers, and a step is one submitted command buffer (forward, weighted MSE,
 // backward, gradient-norm reduction, AdamW + EMA) followed by a one-value readback of the loss. Its
-// arithmetic follows backend/cpu.MLP (the gorgonia reference) up to float32 rounding and summation
+// arithmetic follows backend/cpu.Net (the gorgonia reference) up to float32 rounding and summation
 // order; every reduction has a fixed order, so runs are deterministic. Not safe for concurrent use.
 type TrainMLP struct {
 	d      *Device
@@ -102,7 +102,7 @@ type TrainMLP struct {
 
 // NewTrainMLP uploads a copy of m's parameters to d as the starting point; the EMA starts equal to
 // them and the optimiser is fresh.
-func NewTrainMLP(d *Device, m *MLP, cfg AdamW) (*TrainMLP, error) {
+func NewTrainMLP(d *Device, m *Net, cfg AdamW) (*TrainMLP, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -542,16 +542,16 @@ func (tm *TrainMLP) SetState(s *TrainState) error {
 }
 
 // Params reads back the current parameters as an MLP.
-func (tm *TrainMLP) Params() (*MLP, error) { return tm.export(tm.p) }
+func (tm *TrainMLP) Params() (*Net, error) { return tm.export(tm.p) }
 
 // EMAParams reads back the EMA parameters as an MLP.
-func (tm *TrainMLP) EMAParams() (*MLP, error) { return tm.export(tm.ema) }
+func (tm *TrainMLP) EMAParams() (*Net, error) { return tm.export(tm.ema) }
 
-func (tm *TrainMLP) export(bs []*Buffer) (*MLP, error) {
+func (tm *TrainMLP) export(bs []*Buffer) (*Net, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
-	m := &MLP{Arch: tm.arch, Params: make(map[string][]float32, len(bs))}
+	m := &Net{Arch: tm.arch, Params: make(map[string][]float32, len(bs))}
 	for i, b := range bs {
 		v, err := tm.d.Read(b)
 		if err != nil {

@@ -152,7 +152,7 @@ func TestTrainMLPLossAndDeterminism(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		eval func(t, x []float32) ([]float32, error)
-		get  func() (*MLP, error)
+		get  func() (*Net, error)
 	}{{"Eval", engines[0].Eval, engines[0].Params}, {"EMAEval", engines[0].EMAEval, engines[0].EMAParams}} {
 		got, err := c.eval(tv, x)
 		if err != nil {
@@ -241,7 +241,7 @@ func TestTrainMLPStateAndErrors(t *testing.T) {
 	if err := a.SetLR(math.NaN()); err == nil {
 		t.Error("SetLR accepted NaN")
 	}
-	if _, err := NewTrainMLP(d, &MLP{Arch: trainArch}, cfg); err == nil {
+	if _, err := NewTrainMLP(d, &Net{Arch: trainArch}, cfg); err == nil {
 		t.Error("NewTrainMLP accepted an MLP without parameters")
 	}
 	a.Close()

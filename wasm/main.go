@@ -293,12 +293,12 @@ func newModel(url string, f *weights.File, n int) (*model, error) {
 	}
 	for _, p := range []struct {
 		prefix string
-		dst    **shaders.MLP
+		dst    **shaders.Net
 	}{{"score/", &m.cpu.Score}, {"control/", &m.cpu.Control}, {"gen/", &m.cpu.Gen}} {
 		if !hasPrefix(f, p.prefix) {
 			continue
 		}
-		net, err := shaders.MLPFromFile(f, p.prefix)
+		net, err := shaders.NetFromFile(f, p.prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -365,7 +365,7 @@ func (c *client) dropDevice() {
 func (c *client) upload(m *model) error {
 	var g shaders.Nets
 	for _, p := range []struct {
-		src *shaders.MLP
+		src *shaders.Net
 		dst **shaders.GPUMLP
 	}{{m.cpu.Score, &g.Score}, {m.cpu.Control, &g.Control}, {m.cpu.Gen, &g.Gen}} {
 		if p.src == nil {

@@ -52,14 +52,14 @@ func encodeFile(e *msgpack.Encoder, f *File) error {
 		e.EncodeMapLen(5),
 		e.EncodeString("magic"), e.EncodeString(f.Magic),
 		e.EncodeString("version"), e.EncodeInt(int64(f.Version)),
-		e.EncodeString("arch"), e.EncodeMapLen(5),
-		e.EncodeString("kind"), e.EncodeString(f.Arch.Kind),
-		e.EncodeString("dim"), e.EncodeInt(int64(f.Arch.Dim)),
-		e.EncodeString("hidden"), e.EncodeInt(int64(f.Arch.Hidden)),
-		e.EncodeString("layers"), e.EncodeInt(int64(f.Arch.Layers)),
-		e.EncodeString("fourier"), e.EncodeInt(int64(f.Arch.Fourier)),
-		e.EncodeString("tensors"), e.EncodeArrayLen(len(f.Tensors)),
+		e.EncodeString("arch"),
 	); err != nil {
+		return err
+	}
+	if err := encodeArch(e, f.Arch); err != nil {
+		return err
+	}
+	if err := try(e.EncodeString("tensors"), e.EncodeArrayLen(len(f.Tensors))); err != nil {
 		return err
 	}
 	for _, t := range f.Tensors {
@@ -705,6 +705,77 @@ func (r *reader) skip(depth int) error {
 	return nil
 }
 
+// encodeArch writes a as a map: kind and the four MLP fields always (so MLP files keep their
+// bytes), every other field only when it is set.
+func encodeArch(e *msgpack.Encoder, a Arch) error {
+	fields := a.intFields()
+	n := 1
+	for i, fv := range fields {
+		if i < 4 || *fv.v != 0 {
+			n++
+		}
+	}
+	if len(a.Mults) > 0 {
+		n++
+	}
+	if err := e.EncodeMapLen(n); err != nil {
+		return err
+	}
+	if err := e.EncodeString("kind"); err != nil {
+		return err
+	}
+	if err := e.EncodeString(a.Kind); err != nil {
+		return err
+	}
+	for i, fv := range fields {
+		if i >= 4 && *fv.v == 0 {
+			continue
+		}
+		if err := e.EncodeString(fv.name); err != nil {
+			return err
+		}
+		if err := e.EncodeInt(int64(*fv.v)); err != nil {
+			return err
+		}
+	}
+	if len(a.Mults) == 0 {
+		return nil
+	}
+	if err := e.EncodeString("mults"); err != nil {
+		return err
+	}
+	if err := e.EncodeArrayLen(len(a.Mults)); err != nil {
+		return err
+	}
+	for _, m := range a.Mults {
+		if err := e.EncodeInt(int64(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ints reads an array of at most max integers, each in [0, MaxArchValue].
+func (r *reader) ints(what string, max int) ([]int, error) {
+	n, err := r.want(what, kArray)
+	if err != nil {
+		return nil, err
+	}
+	if n > max {
+		return nil, r.corrupt("%s has %d entries, the format allows at most %d", what, n, max)
+	}
+	if _, err := r.d.DecodeArrayLen(); err != nil {
+		return nil, r.wrap(err)
+	}
+	out := make([]int, n)
+	for i := range out {
+		if out[i], err = r.intIn(fmt.Sprintf("%s[%d]", what, i), 0, MaxArchValue); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // arch reads the arch map into a.
 func (r *reader) arch(a *Arch) error {
 	n, err := r.want("arch", kMap)
@@ -727,16 +798,15 @@ func (r *reader) arch(a *Arch) error {
 		switch key {
 		case "kind":
 			a.Kind, err = r.str("arch kind", maxKindLen)
-		case "dim":
-			a.Dim, err = r.intIn("arch dim", 0, MaxArchValue)
-		case "hidden":
-			a.Hidden, err = r.intIn("arch hidden", 0, MaxArchValue)
-		case "layers":
-			a.Layers, err = r.intIn("arch layers", 0, MaxArchValue)
-		case "fourier":
-			a.Fourier, err = r.intIn("arch fourier", 0, MaxArchValue)
+		case "mults":
+			a.Mults, err = r.ints("arch mults", maxMults)
 		default:
 			err = r.corrupt("unknown arch field %q (written by a newer or different program?)", key)
+			for _, fv := range a.intFields() {
+				if fv.name == key {
+					*fv.v, err = r.intIn("arch "+key, 0, MaxArchValue)
+				}
+			}
 		}
 		if err != nil {
 			return err

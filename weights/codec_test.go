@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"io"
 	"strings"
 	"testing"
 
@@ -99,7 +100,7 @@ func rawEncode(t testing.TB, f *File) []byte {
 // equalFiles compares two files like reflect.DeepEqual, except that NaN meta values are equal to
 // NaN values of the same type (a metric may legitimately be NaN).
 func equalFiles(a, b *File) bool {
-	if a.Magic != b.Magic || a.Version != b.Version || a.Arch != b.Arch || !reflect.DeepEqual(a.Tensors, b.Tensors) {
+	if a.Magic != b.Magic || a.Version != b.Version || !a.Arch.Equal(b.Arch) || !reflect.DeepEqual(a.Tensors, b.Tensors) {
 		return false
 	}
 	return equalMeta(a.Meta, b.Meta)
@@ -148,7 +149,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
-		if f.Magic != g.Magic || f.Version != g.Version || f.Arch != g.Arch || !reflect.DeepEqual(f.Tensors, g.Tensors) {
+		if f.Magic != g.Magic || f.Version != g.Version || !f.Arch.Equal(g.Arch) || !reflect.DeepEqual(f.Tensors, g.Tensors) {
 			t.Fatalf("seed %d: header or tensors differ after a round trip", seed)
 		}
 		for _, name := range []string{"score/l0.w", "gen/out.b"} {
@@ -315,7 +316,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"rank 0", mut(func(f *File) { f.Tensors[0].Shape = []int{} }), "rank 0"},
 		{"elements", mut(func(f *File) { f.Tensors[0].Shape = []int{1 << 14, 1<<14 + 1} }), "more than 268435456 elements"},
 		{"total", mut(func(f *File) { f.Tensors[0].Shape = []int{1 << 27}; f.Tensors[1].Shape = []int{1<<27 + 1} }), "more than 268435456 elements together"},
-		{"arch big", mut(func(f *File) { f.Arch.Hidden = 1<<16 + 1 }), "arch hidden = 65537 is outside [0, 65536]"},
+		{"arch big", mut(func(f *File) { f.Arch.Hidden = MaxArchValue + 1 }), fmt.Sprintf("arch hidden = %d is outside [0, %d]", MaxArchValue+1, MaxArchValue)},
 		{"arch neg", mut(func(f *File) { f.Arch.Dim = -1 }), "arch dim = -1 is outside"},
 		{"dup top", cat(header(5), mpArr(0), mpStr("arch"), mpMap(0)), `duplicate top-level field "arch"`},
 		{"arch field", bytes.Replace(good, fixStr("fourier"), fixStr("fouriez"), 1), `unknown arch field "fouriez"`},
@@ -419,7 +420,7 @@ func TestWriteReadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(f.Tensors, g.Tensors) || f.Arch != g.Arch {
+	if !reflect.DeepEqual(f.Tensors, g.Tensors) || !f.Arch.Equal(g.Arch) {
 		t.Fatal("ReadFile(WriteFile(f)) differs from f")
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o644 {
@@ -481,5 +482,38 @@ func TestFloat32Errors(t *testing.T) {
 	}
 	if _, ok := f.Tensor("nope"); ok {
 		t.Error("Tensor(nope) found something")
+	}
+}
+
+// TestUNetArchRoundTrip checks the U-Net fields survive a write and read, that MLP files carry none
+// of them, and that hostile mults are refused.
+func TestUNetArchRoundTrip(t *testing.T) {
+	u := Arch{Kind: "unet", Dim: 784, Fourier: 16, Channels: 1, Height: 28, Width: 28, Base: 16,
+		Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8, TimeEmb: 64}
+	f := New(u)
+	f.AddF32("w", []int{2}, []float32{1, 2})
+	var b bytes.Buffer
+	if err := Encode(&b, f); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Decode(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Arch.Equal(u) {
+		t.Fatalf("arch %+v came back as %+v", u, g.Arch)
+	}
+	m := New(Arch{Kind: "mlp", Dim: 2, Hidden: 4, Layers: 1, Fourier: 1})
+	m.AddF32("w", []int{1}, []float32{1})
+	var mb bytes.Buffer
+	if err := Encode(&mb, m); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(mb.Bytes(), []byte("mults")) || bytes.Contains(mb.Bytes(), []byte("channels")) {
+		t.Fatal("an MLP file carries U-Net arch fields")
+	}
+	u.Mults = make([]int, maxMults+1)
+	if err := Encode(io.Discard, &File{Magic: Magic, Version: Version, Arch: u, Meta: map[string]any{}}); err == nil || !strings.Contains(err.Error(), "mults") {
+		t.Fatalf("%d mults: got %v, want an error naming mults", maxMults+1, err)
 	}
 }

@@ -14,7 +14,8 @@ import (
 const (
 	MaxRank      = 8       // dims per tensor
 	MaxElements  = 1 << 28 // elements per tensor, and in all tensors together
-	MaxArchValue = 1 << 16 // upper bound of every Arch size field
+	MaxArchValue = 1 << 24 // upper bound of every Arch size field (Dim of a 2048×2048×3 image fits)
+	maxMults     = 16      // entries in Arch.Mults
 	MaxTensors   = 1 << 16 // tensors per file
 	MaxNameLen   = 256     // bytes in a tensor name
 	maxKindLen   = 64      // bytes in Arch.Kind
@@ -90,12 +91,17 @@ func (a Arch) check() error {
 	if len(a.Kind) > maxKindLen {
 		return fmt.Errorf("arch kind is %d bytes long, the format allows %d", len(a.Kind), maxKindLen)
 	}
-	for _, fv := range []struct {
-		name string
-		v    int
-	}{{"dim", a.Dim}, {"hidden", a.Hidden}, {"layers", a.Layers}, {"fourier", a.Fourier}} {
-		if fv.v < 0 || fv.v > MaxArchValue {
-			return fmt.Errorf("arch %s = %d is outside [0, %d]", fv.name, fv.v, MaxArchValue)
+	for _, fv := range a.intFields() {
+		if *fv.v < 0 || *fv.v > MaxArchValue {
+			return fmt.Errorf("arch %s = %d is outside [0, %d]", fv.name, *fv.v, MaxArchValue)
+		}
+	}
+	if len(a.Mults) > maxMults {
+		return fmt.Errorf("arch mults has %d entries, the format allows at most %d", len(a.Mults), maxMults)
+	}
+	for i, m := range a.Mults {
+		if m < 0 || m > MaxArchValue {
+			return fmt.Errorf("arch mults[%d] = %d is outside [0, %d]", i, m, MaxArchValue)
 		}
 	}
 	return nil

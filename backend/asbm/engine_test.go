@@ -17,7 +17,7 @@ import (
 // -short skips them.
 
 // engineStage1 returns the scaled-down stage-1 configuration and two fresh cpu MLPs.
-func engineStage1(t *testing.T, epochs int) (asbm.Stage1Config, *cpu.MLP, *cpu.MLP) {
+func engineStage1(t *testing.T, epochs int) (asbm.Stage1Config, *cpu.Net, *cpu.Net) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("trains the gorgonia MLP for several seconds; skipped with -short")

@@ -10,7 +10,7 @@ import (
 // plainForward evaluates the network in plain Go on a batch whose input rows ([x, time features])
 // are already in x: per layer out = h·W + b with gonum's sgemm (the same routine gorgonia calls),
 // then SiLU in place. buf is scratch reused between calls.
-func (c *MLP) plainForward(ps [][]float32, x []float32, n int, buf *[2][]float32, out []float32) {
+func (c *Net) plainForward(ps [][]float32, x []float32, n int, buf *[2][]float32, out []float32) {
 	a := c.arch
 	in := len(x) / n
 	for i := range buf {

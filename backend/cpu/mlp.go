@@ -25,13 +25,13 @@ func DefaultConfig() Config {
 // maxCachedGraphs bounds how many batch sizes keep a compiled graph per kind (train, forward).
 const maxCachedGraphs = 4
 
-// MLP is the network of shaders.MLP trained on the CPU: gorgonia computes the forward pass and the
+// Net is a network (shaders.Net) trained on the CPU: gorgonia computes the forward pass and the
 // gradient, and plain Go applies AdamW (decoupled weight decay, bias correction, optional global-norm
 // clipping) and the EMA. It implements asbm.Model.
 //
 // Eval and Step treat mismatched slice lengths as programmer errors and panic with a message naming
 // the lengths. An MLP is not safe for concurrent use.
-type MLP struct {
+type Net struct {
 	arch   weights.Arch
 	cfg    Config
 	names  []string
@@ -48,21 +48,21 @@ type MLP struct {
 	emaBuf [2][]float32 // hidden activations of the EMA forward
 }
 
-var _ asbm.Model = (*MLP)(nil)
+var _ asbm.Model = (*Net)(nil)
 
-// New returns an MLP initialised like shaders.NewMLP(arch, seed) (so the zero output layer and the
+// New returns a Net initialised like shaders.NewNet(arch, seed) (so the zero output layer and the
 // initial weights are shared with every other engine), with its EMA equal to the parameters.
-func New(arch weights.Arch, cfg Config, seed uint64) (*MLP, error) {
-	sm, err := shaders.NewMLP(arch, seed)
+func New(arch weights.Arch, cfg Config, seed uint64) (*Net, error) {
+	sm, err := shaders.NewNet(arch, seed)
 	if err != nil {
 		return nil, err
 	}
-	return FromMLP(sm, cfg)
+	return FromNet(sm, cfg)
 }
 
-// FromMLP returns an MLP starting from a copy of m's parameters (for warm starts, such as a distilled
+// FromNet returns a Net starting from a copy of m's parameters (for warm starts, such as a distilled
 // generator initialised from its teacher); the EMA starts equal to them and the optimiser is fresh.
-func FromMLP(m *shaders.MLP, cfg Config) (*MLP, error) {
+func FromNet(m *shaders.Net, cfg Config) (*Net, error) {
 	if m == nil {
 		return nil, fmt.Errorf("cpu: nil MLP")
 	}
@@ -73,7 +73,7 @@ func FromMLP(m *shaders.MLP, cfg Config) (*MLP, error) {
 		return nil, err
 	}
 	names, shapes := shaders.ParamShapes(m.Arch)
-	c := &MLP{arch: m.Arch, cfg: cfg, names: names, shapes: shapes,
+	c := &Net{arch: m.Arch, cfg: cfg, names: names, shapes: shapes,
 		train: newGraphCache(maxCachedGraphs), fwd: newGraphCache(maxCachedGraphs)}
 	for i, name := range names {
 		src, ok := m.Params[name]
@@ -100,28 +100,28 @@ func size(shape []int) int {
 }
 
 // Arch returns the network architecture.
-func (c *MLP) Arch() weights.Arch { return c.arch }
+func (c *Net) Arch() weights.Arch { return c.arch }
 
 // Config returns the current optimiser settings.
-func (c *MLP) Config() Config { return c.cfg }
+func (c *Net) Config() Config { return c.cfg }
 
 // SetLR changes the learning rate for the following steps. lr must be finite and ≥ 0; anything else
 // is a programmer error and panics.
-func (c *MLP) SetLR(lr float64) {
+func (c *Net) SetLR(lr float64) {
 	if math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
 		panic(fmt.Sprintf("cpu: SetLR(%v): the learning rate must be finite and ≥ 0", lr))
 	}
 	c.cfg.LR = lr
 }
 
-// Params returns a copy of the current parameters as a shaders.MLP (for export).
-func (c *MLP) Params() *shaders.MLP { return c.export(c.p) }
+// Params returns a copy of the current parameters as a shaders.Net (for export).
+func (c *Net) Params() *shaders.Net { return c.export(c.p) }
 
-// EMAParams returns a copy of the EMA parameters as a shaders.MLP (for export).
-func (c *MLP) EMAParams() *shaders.MLP { return c.export(c.ema) }
+// EMAParams returns a copy of the EMA parameters as a shaders.Net (for export).
+func (c *Net) EMAParams() *shaders.Net { return c.export(c.ema) }
 
-func (c *MLP) export(ps [][]float32) *shaders.MLP {
-	m := &shaders.MLP{Arch: c.arch, Params: make(map[string][]float32, len(ps))}
+func (c *Net) export(ps [][]float32) *shaders.Net {
+	m := &shaders.Net{Arch: c.arch, Params: make(map[string][]float32, len(ps))}
 	for i, name := range c.names {
 		m.Params[name] = append([]float32(nil), ps[i]...)
 	}
@@ -129,11 +129,11 @@ func (c *MLP) export(ps [][]float32) *shaders.MLP {
 }
 
 // Dim is the data dimension.
-func (c *MLP) Dim() int { return c.arch.Dim }
+func (c *Net) Dim() int { return c.arch.Dim }
 
 // Eval writes f(t_i, x_i) of the current parameters into out, computed by gorgonia. t has n entries,
 // x and out n·Dim; other lengths panic.
-func (c *MLP) Eval(t, x, out []float32) {
+func (c *Net) Eval(t, x, out []float32) {
 	n := c.checkEval("Eval", t, x, out)
 	if n == 0 {
 		return
@@ -146,9 +146,9 @@ func (c *MLP) Eval(t, x, out []float32) {
 
 // EMA returns a Net that evaluates the EMA parameters. It shares the MLP's state: it sees later steps
 // and must not be used concurrently with it.
-func (c *MLP) EMA() asbm.Net { return emaNet{c} }
+func (c *Net) EMA() asbm.Net { return emaNet{c} }
 
-type emaNet struct{ c *MLP }
+type emaNet struct{ c *Net }
 
 func (e emaNet) Dim() int { return e.c.arch.Dim }
 
@@ -171,7 +171,7 @@ func (e emaNet) Eval(t, x, out []float32) {
 	c.plainForward(c.ema, c.emaIn[:n*in], n, &c.emaBuf, out)
 }
 
-func (c *MLP) checkEval(what string, t, x, out []float32) int {
+func (c *Net) checkEval(what string, t, x, out []float32) int {
 	n, d := len(t), c.arch.Dim
 	if len(x) != n*d || len(out) != n*d {
 		panic(fmt.Sprintf("cpu: %s: len(t) = %d rows needs len(x) = len(out) = %d (Dim %d); got len(x) = %d, len(out) = %d",
@@ -183,7 +183,7 @@ func (c *MLP) checkEval(what string, t, x, out []float32) int {
 // fillInput writes the network input rows [x_i, sin(ω_k t_i), cos(ω_k t_i)] (asbm.md §6.1) into dst.
 // Consecutive rows with the same t (every row of a sampler step) reuse the features of the previous
 // row instead of recomputing 2F sines and cosines.
-func (c *MLP) fillInput(dst, t, x []float32) {
+func (c *Net) fillInput(dst, t, x []float32) {
 	d, in := c.arch.Dim, shaders.InputWidth(c.arch)
 	for r := range t {
 		row := dst[r*in : (r+1)*in]
@@ -201,7 +201,7 @@ func (c *MLP) fillInput(dst, t, x []float32) {
 // GradClip > 0 it is scaled by min(1, GradClip/(‖g‖ + 1e-6)) over all parameters together (as
 // torch.nn.utils.clip_grad_norm_). t and w (when not nil) have n ≥ 1 entries, x and y n·Dim; other
 // lengths panic.
-func (c *MLP) Step(t, x, w, y []float32) float32 {
+func (c *Net) Step(t, x, w, y []float32) float32 {
 	n, d := len(t), c.arch.Dim
 	if n == 0 || len(x) != n*d || len(y) != n*d || (w != nil && len(w) != n) {
 		panic(fmt.Sprintf("cpu: Step: len(t) = %d rows (must be ≥ 1) needs len(x) = len(y) = %d (Dim %d) and len(w) = %d or w nil; got len(x) = %d, len(y) = %d, len(w) = %d",
@@ -214,7 +214,7 @@ func (c *MLP) Step(t, x, w, y []float32) float32 {
 
 // lossGrad runs the training graph for the batch: it returns the graph, whose grads then hold
 // ∂L/∂p, and L. The lengths have been checked by Step.
-func (c *MLP) lossGrad(t, x, w, y []float32) (*netGraph, float32) {
+func (c *Net) lossGrad(t, x, w, y []float32) (*netGraph, float32) {
 	n, d := len(t), c.arch.Dim
 	ng := c.train.get(n, func(n int) (*netGraph, error) { return buildGraph(c.arch, c.p, n, true) })
 	c.fillInput(ng.x, t, x)
@@ -236,7 +236,7 @@ func (c *MLP) lossGrad(t, x, w, y []float32) (*netGraph, float32) {
 
 // update applies global-norm clipping, AdamW and the EMA to every parameter from the gradients of
 // the last run of ng. The arithmetic is float64 per entry, stored as float32.
-func (c *MLP) update(ng *netGraph) {
+func (c *Net) update(ng *netGraph) {
 	grads := c.gbuf[:0] // slice headers only; the data is gorgonia's
 	for _, gn := range ng.grads {
 		grads = append(grads, f32(gn))
@@ -281,7 +281,7 @@ func (c *MLP) update(ng *netGraph) {
 
 // ResetOptimizer zeroes the AdamW moments and the step count (asbm.md §2.5, stage switch). The
 // parameters and the EMA are kept.
-func (c *MLP) ResetOptimizer() {
+func (c *Net) ResetOptimizer() {
 	for i := range c.m {
 		clear(c.m[i])
 		clear(c.v[i])
@@ -301,7 +301,7 @@ const (
 
 // State returns copies of everything needed to resume training: "param/<name>", "ema/<name>",
 // "adam_m/<name>", "adam_v/<name>" for every parameter, and "adam_step" (one value).
-func (c *MLP) State() map[string][]float32 {
+func (c *Net) State() map[string][]float32 {
 	s := make(map[string][]float32, 4*len(c.names)+1)
 	for i, name := range c.names {
 		s[statePrefixParam+name] = append([]float32(nil), c.p[i]...)
@@ -316,7 +316,7 @@ func (c *MLP) State() map[string][]float32 {
 // SetState restores a State of an MLP with the same architecture. It checks every entry before
 // changing anything, so on error the MLP is unchanged. The optimiser settings are not part of the
 // state.
-func (c *MLP) SetState(s map[string][]float32) error {
+func (c *Net) SetState(s map[string][]float32) error {
 	want := 4*len(c.names) + 1
 	if len(s) != want {
 		return fmt.Errorf("cpu: state has %d entries, this arch needs %d", len(s), want)
@@ -352,4 +352,4 @@ func (c *MLP) SetState(s map[string][]float32) error {
 }
 
 // Steps returns the AdamW step count since construction or the last ResetOptimizer.
-func (c *MLP) Steps() int { return c.step }
+func (c *Net) Steps() int { return c.step }

@@ -14,9 +14,9 @@ import (
 // smallArch keeps the finite-difference tests fast while exercising every layer kind.
 var smallArch = weights.Arch{Kind: "mlp", Dim: 2, Hidden: 8, Layers: 2, Fourier: 3}
 
-func mustFromMLP(t testing.TB, m *shaders.MLP, cfg Config) *MLP {
+func mustFromMLP(t testing.TB, m *shaders.Net, cfg Config) *Net {
 	t.Helper()
-	c, err := FromMLP(m, cfg)
+	c, err := FromNet(m, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func maxRelDiff(a, b []float32) float64 {
 }
 
 // TestEvalMatchesForwardCPU checks the gorgonia forward (current and EMA parameters) against
-// shaders.MLP.ForwardCPU on random parameters and inputs: max|Δ|/max|ref| < 1e-5. The batch sizes
+// shaders.Net.ForwardCPU on random parameters and inputs: max|Δ|/max|ref| < 1e-5. The batch sizes
 // include more sizes than the graph cache holds, and repeat, so eviction and reuse are exercised.
 func TestEvalMatchesForwardCPU(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
@@ -304,7 +304,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := func(m *MLP, b [4][]float32) float32 { return m.Step(b[0], b[1], b[2], b[3]) }
+	step := func(m *Net, b [4][]float32) float32 { return m.Step(b[0], b[1], b[2], b[3]) }
 	batch := func() [4][]float32 {
 		tt, x, w, y := randBatch(r, 40, a.Dim)
 		return [4][]float32{tt, x, w, y}
@@ -438,16 +438,16 @@ func TestBadInput(t *testing.T) {
 	}
 	sm := randomMLP(smallArch, 1)
 	delete(sm.Params, "l1.b")
-	if _, err := FromMLP(sm, DefaultConfig()); err == nil {
-		t.Error("FromMLP accepted a missing parameter")
+	if _, err := FromNet(sm, DefaultConfig()); err == nil {
+		t.Error("FromNet accepted a missing parameter")
 	}
 	sm = randomMLP(smallArch, 1)
 	sm.Params["l0.w"] = sm.Params["l0.w"][:3]
-	if _, err := FromMLP(sm, DefaultConfig()); err == nil {
-		t.Error("FromMLP accepted a short parameter")
+	if _, err := FromNet(sm, DefaultConfig()); err == nil {
+		t.Error("FromNet accepted a short parameter")
 	}
-	if _, err := FromMLP(nil, DefaultConfig()); err == nil {
-		t.Error("FromMLP accepted nil")
+	if _, err := FromNet(nil, DefaultConfig()); err == nil {
+		t.Error("FromNet accepted nil")
 	}
 
 	c := mustFromMLP(t, randomMLP(smallArch, 2), DefaultConfig())
@@ -478,7 +478,7 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestCopies checks that FromMLP, Params and EMAParams copy: later changes on either side do not
+// TestCopies checks that FromNet, Params and EMAParams copy: later changes on either side do not
 // leak through.
 func TestCopies(t *testing.T) {
 	sm := randomMLP(smallArch, 4)

@@ -14,7 +14,7 @@ import (
 // params64 holds every parameter tensor in ParamShapes order as float64.
 type params64 [][]float64
 
-func toParams64(a weights.Arch, m *shaders.MLP) params64 {
+func toParams64(a weights.Arch, m *shaders.Net) params64 {
 	names, _ := shaders.ParamShapes(a)
 	p := make(params64, len(names))
 	for i, name := range names {
@@ -95,10 +95,10 @@ func fdGrad(a weights.Arch, p params64, k, j int, t, x, w, y []float32) float64 
 	return (lp - lm) / (2 * h)
 }
 
-// randomMLP returns shaders.NewMLP(a, seed) with its output layer replaced by random values, so that
+// randomMLP returns shaders.NewNet(a, seed) with its output layer replaced by random values, so that
 // every parameter gets a non-zero gradient.
-func randomMLP(a weights.Arch, seed uint64) *shaders.MLP {
-	m, err := shaders.NewMLP(a, seed)
+func randomMLP(a weights.Arch, seed uint64) *shaders.Net {
+	m, err := shaders.NewNet(a, seed)
 	if err != nil {
 		panic(err)
 	}

@@ -31,7 +31,7 @@ func BenchmarkStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if g, ok := m.(*MLP); ok {
+			if g, ok := m.(*Net); ok {
 				defer g.Close()
 			}
 			m.Step(tv, x, w, y)

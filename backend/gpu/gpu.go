@@ -28,29 +28,29 @@ func Device() (*shaders.Device, error) {
 	return dev, devErr
 }
 
-// MLP is the network of shaders.MLP trained on the GPU. It implements asbm.Model. asbm.Model's Eval
+// Net is a network (shaders.Net) trained on the GPU. It implements asbm.Model. asbm.Model's Eval
 // and Step cannot return errors, so a device failure there panics with the device's error, and
 // mismatched slice lengths panic like backend/cpu. Not safe for concurrent use.
-type MLP struct {
+type Net struct {
 	tm  *shaders.TrainMLP
 	cfg cpu.Config
 }
 
-var _ asbm.Model = (*MLP)(nil)
+var _ asbm.Model = (*Net)(nil)
 
-// New returns an MLP initialised like shaders.NewMLP(arch, seed) (the same start as cpu.New), with
+// New returns a Net initialised like shaders.NewNet(arch, seed) (the same start as cpu.New), with
 // its EMA equal to the parameters, on the shared Device.
-func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*MLP, error) {
-	sm, err := shaders.NewMLP(arch, seed)
+func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*Net, error) {
+	sm, err := shaders.NewNet(arch, seed)
 	if err != nil {
 		return nil, err
 	}
-	return FromMLP(sm, cfg)
+	return FromNet(sm, cfg)
 }
 
-// FromMLP returns an MLP starting from a copy of m's parameters (warm starts, like cpu.FromMLP); the
+// FromNet returns a Net starting from a copy of m's parameters (warm starts, like cpu.FromNet); the
 // EMA starts equal to them and the optimiser is fresh.
-func FromMLP(m *shaders.MLP, cfg cpu.Config) (*MLP, error) {
+func FromNet(m *shaders.Net, cfg cpu.Config) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -62,21 +62,21 @@ func FromMLP(m *shaders.MLP, cfg cpu.Config) (*MLP, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MLP{tm: tm, cfg: cfg}, nil
+	return &Net{tm: tm, cfg: cfg}, nil
 }
 
 // Close frees the MLP's GPU buffers (the shared device stays open). Idempotent.
-func (g *MLP) Close() { g.tm.Close() }
+func (g *Net) Close() { g.tm.Close() }
 
 // Arch returns the network architecture.
-func (g *MLP) Arch() weights.Arch { return g.tm.Arch() }
+func (g *Net) Arch() weights.Arch { return g.tm.Arch() }
 
 // Config returns the current optimiser settings.
-func (g *MLP) Config() cpu.Config { return g.cfg }
+func (g *Net) Config() cpu.Config { return g.cfg }
 
 // SetLR changes the learning rate for the following steps. lr must be finite and ≥ 0; anything else
-// is a programmer error and panics (as cpu.MLP.SetLR).
-func (g *MLP) SetLR(lr float64) {
+// is a programmer error and panics (as cpu.Net.SetLR).
+func (g *Net) SetLR(lr float64) {
 	if err := g.tm.SetLR(lr); err != nil {
 		panic(fmt.Sprintf("gpu: SetLR(%v): %v", lr, err))
 	}
@@ -84,13 +84,13 @@ func (g *MLP) SetLR(lr float64) {
 }
 
 // Steps returns the AdamW step count since construction or the last ResetOptimizer.
-func (g *MLP) Steps() int { return g.tm.Steps() }
+func (g *Net) Steps() int { return g.tm.Steps() }
 
 // Params returns a copy of the current parameters, read back from the device.
-func (g *MLP) Params() *shaders.MLP { return must(g.tm.Params()) }
+func (g *Net) Params() *shaders.Net { return must(g.tm.Params()) }
 
 // EMAParams returns a copy of the EMA parameters, read back from the device.
-func (g *MLP) EMAParams() *shaders.MLP { return must(g.tm.EMAParams()) }
+func (g *Net) EMAParams() *shaders.Net { return must(g.tm.EMAParams()) }
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -100,21 +100,21 @@ func must[T any](v T, err error) T {
 }
 
 // Dim is the data dimension.
-func (g *MLP) Dim() int { return g.tm.Arch().Dim }
+func (g *Net) Dim() int { return g.tm.Arch().Dim }
 
 // Eval writes f(t_i, x_i) of the current parameters into out. t has n entries, x and out n·Dim.
-func (g *MLP) Eval(t, x, out []float32) { eval(g, "Eval", g.tm.Eval, t, x, out) }
+func (g *Net) Eval(t, x, out []float32) { eval(g, "Eval", g.tm.Eval, t, x, out) }
 
 // EMA returns a Net evaluating the EMA parameters; it shares the MLP's state.
-func (g *MLP) EMA() asbm.Net { return emaNet{g} }
+func (g *Net) EMA() asbm.Net { return emaNet{g} }
 
-type emaNet struct{ g *MLP }
+type emaNet struct{ g *Net }
 
 func (e emaNet) Dim() int { return e.g.Dim() }
 
 func (e emaNet) Eval(t, x, out []float32) { eval(e.g, "EMA().Eval", e.g.tm.EMAEval, t, x, out) }
 
-func eval(g *MLP, what string, f func(t, x []float32) ([]float32, error), t, x, out []float32) {
+func eval(g *Net, what string, f func(t, x []float32) ([]float32, error), t, x, out []float32) {
 	n, d := len(t), g.Dim()
 	if len(x) != n*d || len(out) != n*d {
 		panic(fmt.Sprintf("gpu: %s: len(t) = %d rows needs len(x) = len(out) = %d (Dim %d); got len(x) = %d, len(out) = %d",
@@ -129,7 +129,7 @@ func eval(g *MLP, what string, f func(t, x []float32) ([]float32, error), t, x, 
 // Step takes one AdamW step on L = mean_{i,j} (w_i·f(t_i, x_i)_j − y_ij)² (w nil means all ones),
 // with global-norm clipping when GradClip > 0, then updates the EMA; it returns L before the step.
 // t and w (when not nil) have n ≥ 1 entries, x and y n·Dim; other lengths panic.
-func (g *MLP) Step(t, x, w, y []float32) float32 {
+func (g *Net) Step(t, x, w, y []float32) float32 {
 	n, d := len(t), g.Dim()
 	if n == 0 || len(x) != n*d || len(y) != n*d || (w != nil && len(w) != n) {
 		panic(fmt.Sprintf("gpu: Step: len(t) = %d rows (must be ≥ 1) needs len(x) = len(y) = %d (Dim %d) and len(w) = %d or w nil; got len(x) = %d, len(y) = %d, len(w) = %d",
@@ -139,7 +139,7 @@ func (g *MLP) Step(t, x, w, y []float32) float32 {
 }
 
 // ResetOptimizer zeroes the AdamW moments and the step count (asbm.md §2.5); parameters and EMA stay.
-func (g *MLP) ResetOptimizer() {
+func (g *Net) ResetOptimizer() {
 	if err := g.tm.ResetOptimizer(); err != nil {
 		panic(fmt.Sprintf("gpu: %v", err))
 	}
@@ -158,7 +158,7 @@ const (
 // State returns copies of everything needed to resume training under backend/cpu's keys:
 // "param/<name>", "ema/<name>", "adam_m/<name>", "adam_v/<name>" and "adam_step" (one value). It
 // panics if the device fails (asbm.Model.State returns no error).
-func (g *MLP) State() map[string][]float32 {
+func (g *Net) State() map[string][]float32 {
 	st := must(g.tm.State())
 	names := g.tm.Names()
 	s := make(map[string][]float32, 4*len(names)+1)
@@ -174,7 +174,7 @@ func (g *MLP) State() map[string][]float32 {
 
 // SetState restores a State (from this engine or backend/cpu) of the same architecture. It checks
 // every entry before changing anything, so on error the MLP is unchanged.
-func (g *MLP) SetState(s map[string][]float32) error {
+func (g *Net) SetState(s map[string][]float32) error {
 	names := g.tm.Names()
 	_, shapes := shaders.ParamShapes(g.tm.Arch())
 	want := 4*len(names) + 1

@@ -219,7 +219,7 @@ func TestBadConstruction(t *testing.T) {
 	if _, err := New(weights.Arch{Kind: "unet"}, cpu.DefaultConfig(), 1); err == nil {
 		t.Error("New accepted a non-MLP arch")
 	}
-	if _, err := FromMLP(nil, cpu.DefaultConfig()); err == nil {
-		t.Error("FromMLP accepted nil")
+	if _, err := FromNet(nil, cpu.DefaultConfig()); err == nil {
+		t.Error("FromNet accepted nil")
 	}
 }
