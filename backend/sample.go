@@ -95,11 +95,11 @@ func sampleGPU(m *model, r request) ([]float32, string, error) {
 	}
 	defer dev.Close()
 	var nets shaders.Nets
-	up := func(prefix string) (*shaders.GPUMLP, error) {
+	up := func(prefix string) (*shaders.GPUNet, error) {
 		if m.nets[prefix] == nil {
 			return nil, nil
 		}
-		return shaders.NewGPUMLP(dev, m.nets[prefix])
+		return shaders.NewGPUNet(dev, m.nets[prefix])
 	}
 	vp := m.vp
 	if r.net == "baseline" {

@@ -21,7 +21,7 @@ func BenchmarkMLPForward(b *testing.B) {
 	}
 	b.Run("gpu-forward", func(b *testing.B) {
 		d := gpu(b)
-		g, err := NewGPUMLP(d, m)
+		g, err := NewGPUNet(d, m)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -39,7 +39,7 @@ func BenchmarkMLPForward(b *testing.B) {
 	})
 	b.Run("gpu-resident", func(b *testing.B) {
 		d := gpu(b)
-		g, err := NewGPUMLP(d, m)
+		g, err := NewGPUNet(d, m)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,7 +7,7 @@
 // The CPU reference of everything here is plain Go in this package: MLP.ForwardCPU for the network and
 // SampleCPU for the samplers (also the browser's CPU path). The GPU code is tested against them.
 //
-// Browser callers: every call that waits for the GPU (NewDevice, Device.Read, GPUMLP.Forward,
+// Browser callers: every call that waits for the GPU (NewDevice, Device.Read, GPUNet.Forward,
 // SampleGPU) blocks its goroutine on a JavaScript promise. Call them from a goroutine you started, never
 // directly inside a js.FuncOf callback, or the page deadlocks. A Device is not safe for concurrent use.
 package shaders

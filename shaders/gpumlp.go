@@ -38,10 +38,10 @@ func checkParams(m *Net) error {
 	return nil
 }
 
-// GPUMLP is an MLP (asbm.md §6.1) whose parameters live on a Device; its forward pass is
+// GPUNet is an MLP (asbm.md §6.1) whose parameters live on a Device; its forward pass is
 // timefeat.wgsl followed by Layers fused linear+SiLU dispatches and the output linear. It matches
 // MLP.ForwardCPU up to float32 rounding.
-type GPUMLP struct {
+type GPUNet struct {
 	d      *Device
 	arch   weights.Arch
 	w, b   []*Buffer // per layer, the output layer last
@@ -51,8 +51,8 @@ type GPUMLP struct {
 	closed bool
 }
 
-// NewGPUMLP uploads the parameters of m to d.
-func NewGPUMLP(d *Device, m *Net) (*GPUMLP, error) {
+// NewGPUNet uploads the parameters of m to d.
+func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -60,7 +60,10 @@ func NewGPUMLP(d *Device, m *Net) (*GPUMLP, error) {
 		return nil, err
 	}
 	a := m.Arch
-	g := &GPUMLP{d: d, arch: a}
+	if a.Kind != "mlp" {
+		return nil, fmt.Errorf("shaders: no GPU forward for arch kind %q yet", a.Kind)
+	}
+	g := &GPUNet{d: d, arch: a}
 	err := d.scoped("uploading an MLP", func() error {
 		for i := 0; i <= a.Layers; i++ {
 			wn, bn := fmt.Sprintf("l%d.w", i), fmt.Sprintf("l%d.b", i)
@@ -89,10 +92,10 @@ func NewGPUMLP(d *Device, m *Net) (*GPUMLP, error) {
 }
 
 // Arch returns the network's sizes.
-func (g *GPUMLP) Arch() weights.Arch { return g.arch }
+func (g *GPUNet) Arch() weights.Arch { return g.arch }
 
 // Close frees the parameters and any cached buffers. Idempotent.
-func (g *GPUMLP) Close() {
+func (g *GPUNet) Close() {
 	if g == nil || g.closed {
 		return
 	}
@@ -106,9 +109,9 @@ func (g *GPUMLP) Close() {
 	g.w, g.b, g.fwd, g.fwdX, g.fwdT = nil, nil, nil, nil, nil
 }
 
-func (g *GPUMLP) usable() error {
+func (g *GPUNet) usable() error {
 	if g == nil || g.closed {
-		return fmt.Errorf("shaders: GPUMLP is nil or closed")
+		return fmt.Errorf("shaders: GPUNet is nil or closed")
 	}
 	return g.d.usable()
 }
@@ -116,7 +119,7 @@ func (g *GPUMLP) usable() error {
 // Forward evaluates the network on n = len(t) rows of x (n×Dim) and returns n×Dim values, like
 // MLP.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
 // goroutine); the samplers use the device-resident path instead.
-func (g *GPUMLP) Forward(t, x []float32) ([]float32, error) {
+func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 	if err := g.usable(); err != nil {
 		return nil, err
 	}
@@ -177,10 +180,10 @@ func (g *GPUMLP) Forward(t, x []float32) ([]float32, error) {
 	return out, nil
 }
 
-// mlpPlan is a GPUMLP's forward pass recorded for a batch of n rows: the activation buffers and one
+// mlpPlan is a GPUNet's forward pass recorded for a batch of n rows: the activation buffers and one
 // op per layer, plus one timefeat op per (input, time) source it has been asked for.
 type mlpPlan struct {
-	g          *GPUMLP
+	g          *GPUNet
 	n          int
 	in, ha, hb *Buffer
 	out        *Buffer
@@ -193,7 +196,7 @@ type featKey struct {
 	stride, offset int
 }
 
-func (g *GPUMLP) newPlan(n int) (p *mlpPlan, err error) {
+func (g *GPUNet) newPlan(n int) (p *mlpPlan, err error) {
 	a := g.arch
 	d := g.d
 	p = &mlpPlan{g: g, n: n, feats: map[featKey]*op{}}

@@ -8,7 +8,7 @@ import (
 	"asbm/weights"
 )
 
-// mlpTol bounds relErr(GPUMLP.Forward, MLP.ForwardCPU): both are float32, summed in different orders
+// mlpTol bounds relErr(GPUNet.Forward, MLP.ForwardCPU): both are float32, summed in different orders
 // (fma, tiles), through 2–4 layers.
 const mlpTol = 1e-5
 
@@ -24,7 +24,7 @@ func TestGPUMLPForward(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 5))
 	for ai, a := range testArchs {
 		m := randomMLP(t, a, seed+uint64(ai), 1)
-		g, err := NewGPUMLP(d, m)
+		g, err := NewGPUNet(d, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestGPUMLPErrors(t *testing.T) {
 	d := gpu(t)
 	a := testArchs[0]
 	m := randomMLP(t, a, 1, 1)
-	g, err := NewGPUMLP(d, m)
+	g, err := NewGPUNet(d, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,16 +75,16 @@ func TestGPUMLPErrors(t *testing.T) {
 		bad.Params[k] = v
 	}
 	bad.Params["l1.w"] = bad.Params["l1.w"][:10]
-	if _, err := NewGPUMLP(d, bad); err == nil {
+	if _, err := NewGPUNet(d, bad); err == nil {
 		t.Error("a truncated parameter gave no error")
 	}
 	bad.Params["l1.w"] = append([]float32(nil), m.Params["l1.w"]...)
 	bad.Params["l1.w"][3] = float32(math.NaN())
-	if _, err := NewGPUMLP(d, bad); err == nil {
+	if _, err := NewGPUNet(d, bad); err == nil {
 		t.Error("a NaN parameter gave no error")
 	}
 	g.Close()
 	if _, err := g.Forward([]float32{0.5}, []float32{1, 2}); err == nil {
-		t.Error("a closed GPUMLP gave no error")
+		t.Error("a closed GPUNet gave no error")
 	}
 }

@@ -12,7 +12,7 @@ import (
 // rand.New(rand.NewPCG(seed, NoiseIncrement)), so the browser and `backend sample` agree for a seed.
 const NoiseIncrement uint64 = 0x4153424D
 
-// MaxPoints caps SampleOptions.Points and GPUMLP.Forward's batch: 2^18 rows of a width-128 hidden
+// MaxPoints caps SampleOptions.Points and GPUNet.Forward's batch: 2^18 rows of a width-128 hidden
 // layer fill WebGPU's default 128 MiB storage binding.
 const MaxPoints = 1 << 18
 
@@ -42,7 +42,7 @@ type SampleOptions struct {
 
 // Nets are the GPU networks a sampler may use: Score s_ψ ("sde", "ode"), Control u_θ ("ode"; nil
 // means u ≡ 0, the memoryless baseline) and Gen, the distilled generator ("gen").
-type Nets struct{ Score, Control, Gen *GPUMLP }
+type Nets struct{ Score, Control, Gen *GPUNet }
 
 // CPUNets are the same networks on the CPU.
 type CPUNets struct{ Score, Control, Gen *Net }

@@ -19,7 +19,7 @@ func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total 
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
-	dimOf := func(g *GPUMLP, used bool) (int, error) {
+	dimOf := func(g *GPUNet, used bool) (int, error) {
 		if g == nil || !used {
 			return 0, nil
 		}
@@ -65,7 +65,7 @@ func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total 
 type gpuEngine struct {
 	d      *Device
 	n, dim int
-	nets   [numSlots]*GPUMLP
+	nets   [numSlots]*GPUNet
 	plans  [numSlots]*mlpPlan
 	bufs   [numSlots]*Buffer
 	times  *Buffer

@@ -170,15 +170,15 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 	cn := sampleNets(t, seed)
 	var gn Nets
 	var err error
-	if gn.Score, err = NewGPUMLP(d, cn.Score); err != nil {
+	if gn.Score, err = NewGPUNet(d, cn.Score); err != nil {
 		t.Fatal(err)
 	}
 	defer gn.Score.Close()
-	if gn.Control, err = NewGPUMLP(d, cn.Control); err != nil {
+	if gn.Control, err = NewGPUNet(d, cn.Control); err != nil {
 		t.Fatal(err)
 	}
 	defer gn.Control.Close()
-	if gn.Gen, err = NewGPUMLP(d, cn.Gen); err != nil {
+	if gn.Gen, err = NewGPUNet(d, cn.Gen); err != nil {
 		t.Fatal(err)
 	}
 	defer gn.Gen.Close()

@@ -95,8 +95,8 @@ type TrainMLP struct {
 	loss   *Buffer
 	step   int
 	plans  map[int]*trainPlan
-	cur    *GPUMLP // forward views over p and ema (they do not own the buffers)
-	avg    *GPUMLP
+	cur    *GPUNet // forward views over p and ema (they do not own the buffers)
+	avg    *GPUNet
 	closed bool
 }
 
@@ -163,9 +163,9 @@ func NewTrainMLP(d *Device, m *Net, cfg AdamW) (*TrainMLP, error) {
 	return tm, nil
 }
 
-// view is a GPUMLP reading the given parameter buffers (ParamShapes order) without owning them.
-func (tm *TrainMLP) view(ps []*Buffer) *GPUMLP {
-	g := &GPUMLP{d: tm.d, arch: tm.arch}
+// view is a GPUNet reading the given parameter buffers (ParamShapes order) without owning them.
+func (tm *TrainMLP) view(ps []*Buffer) *GPUNet {
+	g := &GPUNet{d: tm.d, arch: tm.arch}
 	for i := 0; i < len(ps); i += 2 {
 		g.w = append(g.w, ps[i])
 		g.b = append(g.b, ps[i+1])
@@ -174,7 +174,7 @@ func (tm *TrainMLP) view(ps []*Buffer) *GPUMLP {
 }
 
 // releaseView frees a view's cached forward plan but not the parameter buffers it reads.
-func releaseView(g *GPUMLP) {
+func releaseView(g *GPUNet) {
 	if g == nil {
 		return
 	}

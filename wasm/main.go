@@ -340,7 +340,7 @@ func (c *client) openDevice() error {
 // browser, so buffers are destroyed explicitly).
 func (c *client) setModel(m *model) {
 	if old := c.model; old != nil && old != m {
-		for _, g := range []*shaders.GPUMLP{old.gpu.Score, old.gpu.Control, old.gpu.Gen} {
+		for _, g := range []*shaders.GPUNet{old.gpu.Score, old.gpu.Control, old.gpu.Gen} {
 			if g != nil {
 				g.Close()
 			}
@@ -366,12 +366,12 @@ func (c *client) upload(m *model) error {
 	var g shaders.Nets
 	for _, p := range []struct {
 		src *shaders.Net
-		dst **shaders.GPUMLP
+		dst **shaders.GPUNet
 	}{{m.cpu.Score, &g.Score}, {m.cpu.Control, &g.Control}, {m.cpu.Gen, &g.Gen}} {
 		if p.src == nil {
 			continue
 		}
-		gm, err := shaders.NewGPUMLP(c.dev, p.src)
+		gm, err := shaders.NewGPUNet(c.dev, p.src)
 		if err != nil {
 			return fmt.Errorf("upload network to the GPU: %v", err)
 		}
