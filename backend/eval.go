@@ -90,6 +90,9 @@ func runEval(args []string, stdout io.Writer) error {
 	if m.nets[netControl] == nil || m.nets[netBaseline] == nil || m.nets[netGen] == nil {
 		return fmt.Errorf("%s lacks a network the table needs (it has %v): train it to the end with `backend train`", *path, sortedKeys(m.nets))
 	}
+	if m.nets[netScore].Arch.Kind == "unet" {
+		return fmt.Errorf("%s is an image model: `backend eval` measures the 2-D models only so far (image metrics are issue 4); draw samples with `backend sample --model %s --out grid.png`", *path, *path)
+	}
 	toy, err := data.Toy(m.dataset())
 	if err != nil {
 		return fmt.Errorf("%s: its data set %q: %v", *path, m.dataset(), err)

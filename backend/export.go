@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"asbm/backend/cpu"
@@ -41,7 +42,7 @@ func exportModel(st *trainState, f16 bool) (*weights.File, error) {
 		if err := m.SetState(state); err != nil {
 			return nil, fmt.Errorf("network %s: %w", n.prefix, err)
 		}
-		if err := addMLP(f, n.prefix, m.EMAParams(), f16); err != nil {
+		if err := addNet(f, n.prefix, m.EMAParams(), f16); err != nil {
 			return nil, err
 		}
 	}
@@ -61,8 +62,8 @@ func exportModel(st *trainState, f16 bool) (*weights.File, error) {
 	return f, nil
 }
 
-// addMLP stores every parameter of m under prefix.
-func addMLP(f *weights.File, prefix string, m *shaders.Net, f16 bool) error {
+// addNet stores every parameter of m under prefix.
+func addNet(f *weights.File, prefix string, m *shaders.Net, f16 bool) error {
 	names, shapes := shaders.ParamShapes(m.Arch)
 	for i, name := range names {
 		if f16 {
@@ -81,7 +82,18 @@ func trainFlags(c trainConfig) string {
 	var parts []string
 	fs := newFlags("train")
 	bindTrainFlags(fs, &c)
-	fs.VisitAll(func(f *flag.Flag) { parts = append(parts, "--"+f.Name+" "+f.Value.String()) })
+	// Only the flags of the run's network family: --hidden/--layers mean nothing to a U-Net and the
+	// U-Net sizes nothing to an MLP.
+	skip := map[string]bool{"base": true, "mults": true, "res-blocks": true, "groups": true, "time-emb": true}
+	if c.Arch.Kind == "unet" {
+		skip = map[string]bool{"hidden": true, "layers": true}
+		parts = append(parts, "--size "+strconv.Itoa(c.Arch.Height))
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !skip[f.Name] {
+			parts = append(parts, "--"+f.Name+" "+f.Value.String())
+		}
+	})
 	return strings.Join(parts, " ")
 }
 

@@ -38,6 +38,7 @@ var verbs = map[string]verb{
 	"eval":   {"print the quality table (sliced W2 vs NFE, straightness, coupling)", runEval},
 	"export": {"write a model file from a training checkpoint", runExport},
 	"serve":  {"serve the built site and the weights over HTTP", runServe},
+	"bench":  {"time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", runBench},
 }
 
 func main() {

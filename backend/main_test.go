@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -38,7 +39,12 @@ func TestBadInputGivesOneLineAndExit2(t *testing.T) {
 		{[]string{"sample", "--model", filepath.Join(dir, "missing.msgpack")}, "no such file"},
 		{[]string{"sample", "--model", "x", "--sampler", "euler"}, "--sampler must be one of"},
 		{[]string{"train", "--data", "toy:spiral"}, `unknown data set "toy:spiral"`},
-		{[]string{"train", "--data", "mnist"}, `unknown data set "mnist"`},
+		{[]string{"train", "--data", "mnst"}, `unknown data set "mnst"`},
+		{[]string{"train", "--data", "mnist:test"}, "train on the train split"},
+		{[]string{"train", "--data", "mnist", "--mults", "1,0"}, "--mults wants comma-separated integers"},
+		{[]string{"train", "--data", "mnist", "--size", "3"}, "--size must be between"},
+		{[]string{"train", "--data", "mnist", "--groups", "3"}, "divisible by groups"},
+		{[]string{"train", "--data", "emoji", "--size", "30"}, "divisible by 2^(levels−1)"},
 		{[]string{"train"}, "--data is required"},
 		{[]string{"train", "--data", "toy:moons", "--device", "tpu"}, "--device must be"},
 		{[]string{"eval", "--model", filepath.Join(dir, "none.msgpack")}, "no such file"},
@@ -298,5 +304,71 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "train", "--data", "toy:moons", "--from-phase", "stage2"); code != 2 || !strings.Contains(stderr, "--from-phase needs --resume") {
 		t.Errorf("--from-phase without --resume: exit %d %q", code, stderr)
+	}
+}
+
+// tinyImageTrain is a whole image run small enough for a test: MNIST resampled to 8×8, a two-level
+// U-Net with 4 base channels, every phase a step or two.
+var tinyImageTrain = []string{"--data", "mnist", "--size", "8", "--base", "4", "--mults", "1,2", "--groups", "2",
+	"--time-emb", "8", "--fourier", "2", "--stage1-epochs", "2", "--am-epochs", "1", "--cm-epochs", "1",
+	"--eval-start", "0", "--eval-samples", "32", "--resample", "32", "--buffer", "64", "--forward-nfe", "3",
+	"--cm-nfe", "3", "--stage2-epochs", "1", "--couplings", "32", "--stage2-nfe", "3", "--distill-epochs", "1",
+	"--distill-samples", "16", "--distill-ode-steps", "2", "--batch", "16"}
+
+// TestTrainAndSampleImages trains the tiny U-Net on MNIST through every phase and stop/resume,
+// then samples an image grid: the model file carries the U-Net arch, and the grid PNG has the
+// size the arch implies.
+func TestTrainAndSampleImages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a U-Net")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "digits.msgpack")
+	run := filepath.Join(dir, "run")
+	args := append([]string{"train", "--run", run, "--out", out, "--stop-after", "stage1"}, tinyImageTrain...)
+	code, _, stderr := runCLI(t, args...)
+	logText, _ := os.ReadFile(filepath.Join(run, "train.log"))
+	if code != 0 || !strings.Contains(string(logText), "stopped after stage1") {
+		t.Fatalf("train --stop-after stage1: exit %d: %s\nlog:\n%s", code, stderr, logText)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("--stop-after wrote a model file")
+	}
+	if code, _, stderr := runCLI(t, "train", "--resume", "--run", run, "--out", out); code != 0 {
+		t.Fatalf("train --resume: exit %d: %s", code, stderr)
+	}
+	f, err := weights.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := weights.Arch{Kind: "unet", Dim: 64, Channels: 1, Height: 8, Width: 8, Base: 4, Mults: []int{1, 2},
+		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 2}
+	if !f.Arch.Equal(want) {
+		t.Fatalf("model arch %+v, want %+v", f.Arch, want)
+	}
+	if cmd, _ := f.MetaString("command"); !strings.Contains(cmd, "--mults 1,2") || !strings.Contains(cmd, "--size 8") || strings.Contains(cmd, "--hidden") {
+		t.Errorf("meta command %q does not reproduce the image run", cmd)
+	}
+	for _, nfe := range []string{"1", "3"} {
+		gridPath := filepath.Join(dir, "grid"+nfe+".png")
+		if code, _, stderr := runCLI(t, "sample", "--model", out, "--nfe", nfe, "--n", "4", "--out", gridPath); code != 0 {
+			t.Fatalf("sample --nfe %s: exit %d: %s", nfe, code, stderr)
+		}
+		fh, err := os.Open(gridPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 2×2 grid of 8×8 images scaled ×12 (256/(2·10)) with 2-pixel gutters: 2·(96+2)+2 = 198.
+		if cfg.Width != 198 || cfg.Height != 198 {
+			t.Errorf("grid PNG is %d×%d, want 198×198", cfg.Width, cfg.Height)
+		}
+	}
+	if code, _, stderr := runCLI(t, "eval", "--model", out); code == 0 || !strings.Contains(stderr, "image model") {
+		t.Errorf("eval on an image model: exit %d, %q; want a clear refusal", code, stderr)
 	}
 }

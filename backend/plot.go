@@ -5,7 +5,10 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"os"
+
+	"asbm/weights"
 )
 
 // plotRange is the half-width of the square the scatter plots show, matching the site's canvas.
@@ -30,6 +33,55 @@ func writeScatterPNG(path string, pts []float32, d int) error {
 				if x, y := px+dx, py+dy; x >= 0 && x < size && y >= 0 && y < size {
 					img.Set(x, y, dot)
 				}
+			}
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeImageGridPNG writes images (n rows of C×H×W values in [-1, 1], channel-major) as a grid
+// of ⌈√n⌉ columns with a 2-pixel white gutter, each image scaled up by an integer factor so the
+// grid is at least 256 pixels wide.
+func writeImageGridPNG(path string, imgs []float32, a weights.Arch) error {
+	c, h, w := a.Channels, a.Height, a.Width
+	if c != 1 && c != 3 {
+		return fmt.Errorf("a PNG grid needs 1 or 3 channels; this model has %d (write .csv instead)", c)
+	}
+	d := c * h * w
+	n := len(imgs) / d
+	if n == 0 {
+		return fmt.Errorf("no images to draw")
+	}
+	cols := int(math.Ceil(math.Sqrt(float64(n))))
+	rows := (n + cols - 1) / cols
+	const gutter = 2
+	scale := max(1, 256/(cols*(w+gutter)))
+	cw, ch := w*scale+gutter, h*scale+gutter
+	img := image.NewRGBA(image.Rect(0, 0, cols*cw+gutter, rows*ch+gutter))
+	for i := range img.Pix {
+		img.Pix[i] = 255
+	}
+	pix := func(v float32) uint8 { return uint8(math.Round(float64(min(max((v+1)/2, 0), 1)) * 255)) }
+	for k := 0; k < n; k++ {
+		x0, y0 := gutter+(k%cols)*cw, gutter+(k/cols)*ch
+		im := imgs[k*d : (k+1)*d]
+		for y := 0; y < h*scale; y++ {
+			for x := 0; x < w*scale; x++ {
+				p := (y/scale)*w + x/scale
+				r := pix(im[p])
+				g, b := r, r
+				if c == 3 {
+					g, b = pix(im[h*w+p]), pix(im[2*h*w+p])
+				}
+				img.SetRGBA(x0+x, y0+y, color.RGBA{R: r, G: g, B: b, A: 255})
 			}
 		}
 	}

@@ -132,14 +132,18 @@ func runSample(args []string, stdout io.Writer) error {
 	fs.StringVar(&r.net, "net", "asbm", "asbm or baseline (the memoryless DSM model in the same file)")
 	fs.StringVar(&r.sampler, "sampler", "sde", "sde (backward Euler–Maruyama) or ode (Heun PF-ODE)")
 	fs.IntVar(&r.nfe, "nfe", 8, "steps; 1 with --net asbm is the distilled one-step generator")
-	fs.IntVar(&r.n, "n", 2000, "number of points")
+	fs.IntVar(&r.n, "n", 0, "number of samples (default 2000 points for 2-D models, 16 images for image models)")
 	fs.Uint64Var(&r.seed, "seed", 0, "noise seed (the browser gives the same points for the same seed)")
-	out := fs.String("out", "-", "output: a .csv or .png path, or - for CSV on stdout")
+	out := fs.String("out", "-", "output: a .csv or .png path (a scatter for 2-D models, an image grid for image models), or - for CSV on stdout")
 	device := fs.String("device", "cpu", "cpu (reference) or gpu (WGSL kernels on native WebGPU)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := r.validate(); err != nil {
+	pre := r // --n 0 means "the default for the model", known once it is loaded
+	if pre.n == 0 {
+		pre.n = 1
+	}
+	if err := pre.validate(); err != nil {
 		return err
 	}
 	ext := strings.ToLower(filepath.Ext(*out))
@@ -152,6 +156,13 @@ func runSample(args []string, stdout io.Writer) error {
 	m, err := loadModel(*path)
 	if err != nil {
 		return err
+	}
+	arch := m.nets[netScore].Arch
+	if r.n == 0 {
+		r.n = 2000
+		if arch.Kind == "unet" {
+			r.n = 16
+		}
 	}
 	var pts []float32
 	if *device == "gpu" {
@@ -170,6 +181,8 @@ func runSample(args []string, stdout io.Writer) error {
 	switch {
 	case *out == "-":
 		return writeCSV(stdout, pts, d)
+	case ext == ".png" && arch.Kind == "unet":
+		return writeImageGridPNG(*out, pts, arch)
 	case ext == ".png":
 		return writeScatterPNG(*out, pts, d)
 	default:

@@ -9,7 +9,7 @@ import (
 //go:embed adamw.wgsl
 var adamwWGSL string
 
-// AdamW holds the optimiser and EMA settings of a TrainMLP (asbm.md §2.5); backend/cpu.Config has the
+// AdamW holds the optimiser and EMA settings of a Trainer (asbm.md §2.5); backend/cpu.Config has the
 // same fields and meaning.
 type AdamW struct {
 	LR          float64 // learning rate

@@ -7,22 +7,23 @@ import (
 	"testing"
 )
 
-// conv3x3Ref is the float64 reference of Conv3x3 (NCHW, stride 1, zero padding 1).
-func conv3x3Ref(x, w, b []float64, n, cin, cout, h, wd int) []float64 {
+// convRef is the float64 reference of Conv (NCHW, k×k, stride 1, zero padding k/2).
+func convRef(x, w, b []float64, n, cin, cout, h, wd, k int) []float64 {
 	y := make([]float64, n*cout*h*wd)
+	pad := k / 2
 	for in := 0; in < n; in++ {
 		for co := 0; co < cout; co++ {
 			for oy := 0; oy < h; oy++ {
 				for ox := 0; ox < wd; ox++ {
 					s := b[co]
 					for ci := 0; ci < cin; ci++ {
-						for kh := 0; kh < 3; kh++ {
-							for kw := 0; kw < 3; kw++ {
-								yy, xx := oy+kh-1, ox+kw-1
+						for kh := 0; kh < k; kh++ {
+							for kw := 0; kw < k; kw++ {
+								yy, xx := oy+kh-pad, ox+kw-pad
 								if yy < 0 || yy >= h || xx < 0 || xx >= wd {
 									continue
 								}
-								s += w[((co*cin+ci)*3+kh)*3+kw] * x[((in*cin+ci)*h+yy)*wd+xx]
+								s += w[((co*cin+ci)*k+kh)*k+kw] * x[((in*cin+ci)*h+yy)*wd+xx]
 							}
 						}
 					}
@@ -34,12 +35,13 @@ func conv3x3Ref(x, w, b []float64, n, cin, cout, h, wd int) []float64 {
 	return y
 }
 
-// conv3x3BackwardRef is the float64 reference of the three conv3x3 gradients given dy: written as the
-// chain rule applied term by term to conv3x3Ref's sum, independently of the kernels' formulas.
-func conv3x3BackwardRef(dy, x, w []float64, n, cin, cout, h, wd int) (dx, dw, db []float64) {
+// convBackwardRef is the float64 reference of the three conv gradients given dy: written as the
+// chain rule applied term by term to convRef's sum, independently of the kernels' formulas.
+func convBackwardRef(dy, x, w []float64, n, cin, cout, h, wd, k int) (dx, dw, db []float64) {
 	dx = make([]float64, n*cin*h*wd)
-	dw = make([]float64, cout*cin*9)
+	dw = make([]float64, cout*cin*k*k)
 	db = make([]float64, cout)
+	pad := k / 2
 	for in := 0; in < n; in++ {
 		for co := 0; co < cout; co++ {
 			for oy := 0; oy < h; oy++ {
@@ -47,14 +49,14 @@ func conv3x3BackwardRef(dy, x, w []float64, n, cin, cout, h, wd int) (dx, dw, db
 					g := dy[((in*cout+co)*h+oy)*wd+ox]
 					db[co] += g
 					for ci := 0; ci < cin; ci++ {
-						for kh := 0; kh < 3; kh++ {
-							for kw := 0; kw < 3; kw++ {
-								yy, xx := oy+kh-1, ox+kw-1
+						for kh := 0; kh < k; kh++ {
+							for kw := 0; kw < k; kw++ {
+								yy, xx := oy+kh-pad, ox+kw-pad
 								if yy < 0 || yy >= h || xx < 0 || xx >= wd {
 									continue
 								}
 								xi := ((in*cin+ci)*h+yy)*wd + xx
-								wi := ((co*cin+ci)*3+kh)*3 + kw
+								wi := ((co*cin+ci)*k+kh)*k + kw
 								dx[xi] += g * w[wi]
 								dw[wi] += g * x[xi]
 							}
@@ -114,78 +116,84 @@ func imageFD(t *testing.T, name string, f func() []float64, v, dy, grad []float6
 	}
 }
 
-// TestConv3x3ReferenceGradients verifies conv3x3BackwardRef against central differences of
-// conv3x3Ref on a tiny shape, so the kernels below are compared with a checked reference.
-func TestConv3x3ReferenceGradients(t *testing.T) {
+// TestConvReferenceGradients verifies convBackwardRef against central differences of convRef on a
+// tiny shape, so the kernels below are compared with a checked reference.
+func TestConvReferenceGradients(t *testing.T) {
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	n, cin, cout, h, wd := 2, 2, 3, 4, 3
-	x, w, b := randF64(r, n*cin*h*wd), randF64(r, cout*cin*9), randF64(r, cout)
-	dy := randF64(r, n*cout*h*wd)
-	dx, dw, db := conv3x3BackwardRef(dy, x, w, n, cin, cout, h, wd)
-	f := func() []float64 { return conv3x3Ref(x, w, b, n, cin, cout, h, wd) }
-	imageFD(t, "conv3x3 dx", f, x, dy, dx, 1e-7)
-	imageFD(t, "conv3x3 dW", f, w, dy, dw, 1e-7)
-	imageFD(t, "conv3x3 db", f, b, dy, db, 1e-7)
+	for _, k := range []int{1, 3} {
+		x, w, b := randF64(r, n*cin*h*wd), randF64(r, cout*cin*k*k), randF64(r, cout)
+		dy := randF64(r, n*cout*h*wd)
+		dx, dw, db := convBackwardRef(dy, x, w, n, cin, cout, h, wd, k)
+		f := func() []float64 { return convRef(x, w, b, n, cin, cout, h, wd, k) }
+		imageFD(t, fmt.Sprintf("conv k=%d dx", k), f, x, dy, dx, 1e-7)
+		imageFD(t, fmt.Sprintf("conv k=%d dW", k), f, w, dy, dw, 1e-7)
+		imageFD(t, fmt.Sprintf("conv k=%d db", k), f, b, dy, db, 1e-7)
+	}
 }
 
 // convShapesForTest are the shapes the conv kernels are tested at: odd sizes, one channel, and a
-// case with more workgroups than the reduction width.
+// case with more workgroups than the reduction width; each at k = 3 and k = 1.
 var convShapesForTest = []struct{ n, cin, cout, h, w int }{
 	{2, 3, 5, 7, 7},
 	{1, 8, 8, 16, 16},
 	{3, 1, 2, 5, 9},
 }
 
-func TestConv3x3Kernels(t *testing.T) {
+func TestConvKernels(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 2))
-	for _, s := range convShapesForTest {
-		nx, ny, nw := s.n*s.cin*s.h*s.w, s.n*s.cout*s.h*s.w, s.cout*s.cin*9
-		x, w, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, s.cout, 1), normals(r, ny, 1)
-		yRef := conv3x3Ref(f64s(x), f64s(w), f64s(b), s.n, s.cin, s.cout, s.h, s.w)
-		dxRef, dwRef, dbRef := conv3x3BackwardRef(f64s(dy), f64s(x), f64s(w), s.n, s.cin, s.cout, s.h, s.w)
+	for _, k := range []int{3, 1} {
+		for _, s := range convShapesForTest {
+			nx, ny, nw := s.n*s.cin*s.h*s.w, s.n*s.cout*s.h*s.w, s.cout*s.cin*k*k
+			x, w, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, s.cout, 1), normals(r, ny, 1)
+			yRef := convRef(f64s(x), f64s(w), f64s(b), s.n, s.cin, s.cout, s.h, s.w, k)
+			dxRef, dwRef, dbRef := convBackwardRef(f64s(dy), f64s(x), f64s(w), s.n, s.cin, s.cout, s.h, s.w, k)
 
-		xb, wb, bb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
-		yb, dxb, dwb, dbb := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, s.cout)
-		if err := d.Conv3x3(yb, xb, wb, bb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Conv3x3BackwardData(dxb, dyb, wb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
-			t.Fatal(err)
-		}
-		checkRel(t, d, fmt.Sprintf("conv3x3 %v", s), []relCase{
-			{"y", yb, yRef, 1e-5},
-			{"dx", dxb, dxRef, 1e-5},
-			{"dW", dwb, dwRef, 1e-4},
-			{"db", dbb, dbRef, 1e-4},
-		})
-		// The weight-gradient reduction must be deterministic: a second run gives the same bits.
-		first := read(t, d, dwb)
-		if err := d.Conv3x3BackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w); err != nil {
-			t.Fatal(err)
-		}
-		if diff := maxAbsDiff(first, read(t, d, dwb)); diff != 0 {
-			t.Errorf("conv3x3 %v dW differs between runs by %g", s, diff)
+			xb, wb, bb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+			yb, dxb, dwb, dbb := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, s.cout)
+			if err := d.Conv(yb, xb, wb, bb, s.n, s.cin, s.cout, s.h, s.w, k); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.ConvBackwardData(dxb, dyb, wb, s.n, s.cin, s.cout, s.h, s.w, k); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.ConvBackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w, k); err != nil {
+				t.Fatal(err)
+			}
+			checkRel(t, d, fmt.Sprintf("conv k=%d %v", k, s), []relCase{
+				{"y", yb, yRef, 1e-5},
+				{"dx", dxb, dxRef, 1e-5},
+				{"dW", dwb, dwRef, 1e-4},
+				{"db", dbb, dbRef, 1e-4},
+			})
+			// The weight-gradient reduction must be deterministic: a second run gives the same bits.
+			first := read(t, d, dwb)
+			if err := d.ConvBackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w, k); err != nil {
+				t.Fatal(err)
+			}
+			if diff := maxAbsDiff(first, read(t, d, dwb)); diff != 0 {
+				t.Errorf("conv k=%d %v dW differs between runs by %g", k, s, diff)
+			}
 		}
 	}
 }
 
-func TestConv3x3Errors(t *testing.T) {
+func TestConvErrors(t *testing.T) {
 	d := gpu(t)
 	x, w, b, y := alloc(t, d, 2*3*4*4), alloc(t, d, 5*3*9), alloc(t, d, 5), alloc(t, d, 2*5*4*4)
 	small := alloc(t, d, 7)
 	for name, err := range map[string]error{
-		"zero batch":    d.Conv3x3(y, x, w, b, 0, 3, 5, 4, 4),
-		"short weight":  d.Conv3x3(y, x, small, b, 2, 3, 5, 4, 4),
-		"short output":  d.Conv3x3(small, x, w, b, 2, 3, 5, 4, 4),
-		"aliased out":   d.Conv3x3(x, x, w, b, 1, 3, 3, 4, 4),
-		"nil dy":        d.Conv3x3BackwardData(x, nil, w, 2, 3, 5, 4, 4),
-		"same dW db":    d.Conv3x3BackwardWeights(w, w, y, x, 2, 3, 5, 4, 4),
-		"negative size": d.Conv3x3BackwardWeights(w, b, y, x, 2, 3, 5, -4, 4),
-		"huge":          d.Conv3x3(y, x, w, b, 1<<20, 3, 5, 1<<20, 4),
+		"zero batch":    d.Conv(y, x, w, b, 0, 3, 5, 4, 4, 3),
+		"short weight":  d.Conv(y, x, small, b, 2, 3, 5, 4, 4, 3),
+		"short output":  d.Conv(small, x, w, b, 2, 3, 5, 4, 4, 3),
+		"aliased out":   d.Conv(x, x, w, b, 1, 3, 3, 4, 4, 3),
+		"k = 2":         d.Conv(y, x, w, b, 2, 3, 5, 4, 4, 2),
+		"k = 5":         d.ConvBackwardData(x, y, w, 2, 3, 5, 4, 4, 5),
+		"nil dy":        d.ConvBackwardData(x, nil, w, 2, 3, 5, 4, 4, 3),
+		"same dW db":    d.ConvBackwardWeights(w, w, y, x, 2, 3, 5, 4, 4, 1),
+		"negative size": d.ConvBackwardWeights(w, b, y, x, 2, 3, 5, -4, 4, 3),
+		"huge":          d.Conv(y, x, w, b, 1<<20, 3, 5, 1<<20, 4, 3),
 	} {
 		if err == nil {
 			t.Errorf("%s: no error", name)
@@ -225,20 +233,23 @@ func TestImageKernelsFolded(t *testing.T) {
 		}
 	}
 	const up = imageWG
-	{ // conv: 1×2→3 channels, 20×20
-		n, cin, cout, h, w := 1, 2, 3, 20, 20
+	{ // conv: 1×2→5 channels, 40×40. Workgroups: forward 2 channel blocks × 1600 pixels / 256 = 13,
+		// backward-data 1 block × 1600 / 256 = 7, backward-weights 5·2 pairs + 5 biases = 15; all fold
+		// with overhang.
+		n, cin, cout, h, w := 1, 2, 5, 40, 40
 		nx, ny, nw := n*cin*h*w, n*cout*h*w, cout*cin*9
+		blocks := func(c int) int { return (c + convBlock - 1) / convBlock }
 		x, wt, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, cout, 1), normals(r, ny, 1)
 		xb, wb, bb, dyb := upload(t, d, x), upload(t, d, wt), upload(t, d, b), upload(t, d, dy)
 		y, dx, dw, db := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, cout)
-		dxRef, dwRef, dbRef := conv3x3BackwardRef(f64s(dy), f64s(x), f64s(wt), n, cin, cout, h, w)
-		check("conv3x3", (ny+up-1)/up, func() error { return d.Conv3x3(y, xb, wb, bb, n, cin, cout, h, w) },
-			y, conv3x3Ref(f64s(x), f64s(wt), f64s(b), n, cin, cout, h, w), 1e-5)
-		check("conv3x3 dx", (nx+up-1)/up, func() error { return d.Conv3x3BackwardData(dx, dyb, wb, n, cin, cout, h, w) },
+		dxRef, dwRef, dbRef := convBackwardRef(f64s(dy), f64s(x), f64s(wt), n, cin, cout, h, w, 3)
+		check("conv", (n*blocks(cout)*h*w+up-1)/up, func() error { return d.Conv(y, xb, wb, bb, n, cin, cout, h, w, 3) },
+			y, convRef(f64s(x), f64s(wt), f64s(b), n, cin, cout, h, w, 3), 1e-5)
+		check("conv dx", (n*blocks(cin)*h*w+up-1)/up, func() error { return d.ConvBackwardData(dx, dyb, wb, n, cin, cout, h, w, 3) },
 			dx, dxRef, 1e-5)
-		check("conv3x3 dW", nw+cout, func() error { return d.Conv3x3BackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w) },
+		check("conv dW", cout*cin+cout, func() error { return d.ConvBackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w, 3) },
 			dw, dwRef, 1e-4)
-		check("conv3x3 db", nw+cout, func() error { return d.Conv3x3BackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w) },
+		check("conv db", cout*cin+cout, func() error { return d.ConvBackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w, 3) },
 			db, dbRef, 1e-4)
 	}
 	{ // group norm: 5 samples, 6 channels in 3 groups

@@ -4,8 +4,10 @@
 // WebGPU). It is the only package that imports the WebGPU binding; device_native.go and device_js.go
 // are the only host-specific files.
 //
-// The CPU reference of everything here is plain Go in this package: MLP.ForwardCPU for the network and
-// SampleCPU for the samplers (also the browser's CPU path). The GPU code is tested against them.
+// The CPU reference of everything here is plain Go in this package: Net.ForwardCPU for the networks
+// (the toy MLP, mlp.go, and the image U-Net, unet.go) and SampleCPU for the samplers (also the
+// browser's CPU path). The GPU code is tested against them: GPUNet runs either network's forward pass
+// (gpumlp.go, unet_gpu.go) and Trainer trains either one (train.go, train_unet.go).
 //
 // Browser callers: every call that waits for the GPU (NewDevice, Device.Read, GPUNet.Forward,
 // SampleGPU) blocks its goroutine on a JavaScript promise. Call them from a goroutine you started, never

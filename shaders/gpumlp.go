@@ -38,20 +38,32 @@ func checkParams(m *Net) error {
 	return nil
 }
 
-// GPUNet is an MLP (asbm.md §6.1) whose parameters live on a Device; its forward pass is
-// timefeat.wgsl followed by Layers fused linear+SiLU dispatches and the output linear. It matches
-// MLP.ForwardCPU up to float32 rounding.
+// GPUNet is a network (Net) whose parameters live on a Device. Its forward pass is a recorded
+// plan of WGSL dispatches: for an MLP (asbm.md §6.1) timefeat.wgsl followed by Layers fused
+// linear+SiLU dispatches and the output linear (mlpPlan); for a U-Net the walk of UNetOps
+// (unetPlan, unet_gpu.go). It matches Net.ForwardCPU up to float32 rounding.
 type GPUNet struct {
 	d      *Device
 	arch   weights.Arch
-	w, b   []*Buffer // per layer, the output layer last
-	fwd    *mlpPlan  // the plan Forward reuses while the batch size stays the same
+	params []*Buffer      // ParamShapes order
+	index  map[string]int // parameter name → position in params
+	fwd    netPlan        // the plan Forward reuses while the batch size stays the same
+	fwdN   int
 	fwdX   *Buffer
 	fwdT   *Buffer
 	closed bool
 }
 
-// NewGPUNet uploads the parameters of m to d.
+// netPlan is a GPUNet's forward pass recorded for a fixed batch of rows.
+type netPlan interface {
+	// encode records the forward pass on x (n×Dim) with times t[offset + row·stride] into b; the
+	// result is in output() once the batch runs.
+	encode(b *batch, x, t *Buffer, stride, offset int) error
+	output() *Buffer
+	release()
+}
+
+// NewGPUNet uploads the parameters of m (an MLP or a U-Net) to d.
 func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
@@ -59,28 +71,15 @@ func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
 	if err := checkParams(m); err != nil {
 		return nil, err
 	}
-	a := m.Arch
-	if a.Kind != "mlp" {
-		return nil, fmt.Errorf("shaders: no GPU forward for arch kind %q yet", a.Kind)
-	}
-	g := &GPUNet{d: d, arch: a}
-	err := d.scoped("uploading an MLP", func() error {
-		for i := 0; i <= a.Layers; i++ {
-			wn, bn := fmt.Sprintf("l%d.w", i), fmt.Sprintf("l%d.b", i)
-			if i == a.Layers {
-				wn, bn = "out.w", "out.b"
+	names, _ := ParamShapes(m.Arch)
+	g := &GPUNet{d: d, arch: m.Arch, index: paramIndex(names)}
+	err := d.scoped("uploading a network", func() error {
+		for _, name := range names {
+			buf, err := d.newBufferFrom(m.Params[name])
+			if err != nil {
+				return err
 			}
-			for _, name := range []string{wn, bn} {
-				buf, err := d.newBufferFrom(m.Params[name])
-				if err != nil {
-					return err
-				}
-				if name == wn {
-					g.w = append(g.w, buf)
-				} else {
-					g.b = append(g.b, buf)
-				}
-			}
+			g.params = append(g.params, buf)
 		}
 		return nil
 	})
@@ -91,8 +90,36 @@ func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
 	return g, nil
 }
 
+// paramIndex maps each name to its position.
+func paramIndex(names []string) map[string]int {
+	idx := make(map[string]int, len(names))
+	for i, n := range names {
+		idx[n] = i
+	}
+	return idx
+}
+
+// param returns the buffer of the parameter called name (nil when the arch has none).
+func (g *GPUNet) param(name string) *Buffer {
+	i, ok := g.index[name]
+	if !ok {
+		return nil
+	}
+	return g.params[i]
+}
+
 // Arch returns the network's sizes.
 func (g *GPUNet) Arch() weights.Arch { return g.arch }
+
+// dropForward frees the cached forward plan and its input buffers.
+func (g *GPUNet) dropForward() {
+	if g.fwd != nil {
+		g.fwd.release()
+	}
+	g.fwdX.Destroy()
+	g.fwdT.Destroy()
+	g.fwd, g.fwdN, g.fwdX, g.fwdT = nil, 0, nil, nil
+}
 
 // Close frees the parameters and any cached buffers. Idempotent.
 func (g *GPUNet) Close() {
@@ -100,13 +127,11 @@ func (g *GPUNet) Close() {
 		return
 	}
 	g.closed = true
-	for _, b := range append(g.w, g.b...) {
+	for _, b := range g.params {
 		b.Destroy()
 	}
-	g.fwd.release()
-	g.fwdX.Destroy()
-	g.fwdT.Destroy()
-	g.w, g.b, g.fwd, g.fwdX, g.fwdT = nil, nil, nil, nil, nil
+	g.dropForward()
+	g.params = nil
 }
 
 func (g *GPUNet) usable() error {
@@ -116,8 +141,25 @@ func (g *GPUNet) usable() error {
 	return g.d.usable()
 }
 
+// newPlan records the forward pass for n rows.
+func (g *GPUNet) newPlan(n int) (netPlan, error) {
+	// Typed nils must not escape as non-nil interfaces.
+	if g.arch.Kind == "unet" {
+		p, err := g.newUNetPlan(n)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	p, err := g.newMLPPlan(n)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // Forward evaluates the network on n = len(t) rows of x (n×Dim) and returns n×Dim values, like
-// MLP.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
+// Net.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
 // goroutine); the samplers use the device-resident path instead.
 func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 	if err := g.usable(); err != nil {
@@ -131,12 +173,9 @@ func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 		return nil, fmt.Errorf("shaders: forward: x has %d values, %d rows of dim %d need %d", len(x), n, g.arch.Dim, n*g.arch.Dim)
 	}
 	var out []float32
-	err := g.d.scoped("mlp forward", func() error {
-		if g.fwd == nil || g.fwd.n != n {
-			g.fwd.release()
-			g.fwdX.Destroy()
-			g.fwdT.Destroy()
-			g.fwd, g.fwdX, g.fwdT = nil, nil, nil
+	err := g.d.scoped(g.arch.Kind+" forward", func() error {
+		if g.fwd == nil || g.fwdN != n {
+			g.dropForward()
 			p, err := g.newPlan(n)
 			if err != nil {
 				return err
@@ -152,7 +191,7 @@ func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 				xb.Destroy()
 				return err
 			}
-			g.fwd, g.fwdX, g.fwdT = p, xb, tb
+			g.fwd, g.fwdN, g.fwdX, g.fwdT = p, n, xb, tb
 		}
 		if err := g.d.Upload(g.fwdX, x); err != nil {
 			return err
@@ -171,7 +210,7 @@ func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 		if err := b.submit(); err != nil {
 			return err
 		}
-		out, err = g.d.Read(g.fwd.out)
+		out, err = g.d.Read(g.fwd.output())
 		return err
 	})
 	if err != nil {
@@ -196,7 +235,7 @@ type featKey struct {
 	stride, offset int
 }
 
-func (g *GPUNet) newPlan(n int) (p *mlpPlan, err error) {
+func (g *GPUNet) newMLPPlan(n int) (p *mlpPlan, err error) {
 	a := g.arch
 	d := g.d
 	p = &mlpPlan{g: g, n: n, feats: map[featKey]*op{}}
@@ -227,7 +266,7 @@ func (g *GPUNet) newPlan(n int) (p *mlpPlan, err error) {
 		if i == a.Layers {
 			width, silu, dst = a.Dim, false, p.out
 		}
-		o, e := d.linearOp(pickTile(n, width), dst, src, g.w[i], g.b[i], n, in, width, silu)
+		o, e := d.linearOp(pickTile(n, width), dst, src, g.params[2*i], g.params[2*i+1], n, in, width, silu)
 		if e != nil {
 			return nil, e
 		}
@@ -243,8 +282,8 @@ func (g *GPUNet) newPlan(n int) (p *mlpPlan, err error) {
 	return p, nil
 }
 
-// encode records the forward pass on x (n×Dim) with times t[offset + row·stride]; the result is in
-// p.out once the batch runs.
+func (p *mlpPlan) output() *Buffer { return p.out }
+
 func (p *mlpPlan) encode(b *batch, x, t *Buffer, stride, offset int) error {
 	k := featKey{x, t, stride, offset}
 	f := p.feats[k]

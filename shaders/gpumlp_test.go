@@ -8,7 +8,7 @@ import (
 	"asbm/weights"
 )
 
-// mlpTol bounds relErr(GPUNet.Forward, MLP.ForwardCPU): both are float32, summed in different orders
+// mlpTol bounds relErr(GPUNet.Forward, Net.ForwardCPU): both are float32, summed in different orders
 // (fma, tiles), through 2–4 layers.
 const mlpTol = 1e-5
 

@@ -308,10 +308,11 @@ func (d *Device) timefeatKernel() (*kernel, error) {
 	return d.kernel("timefeat", timefeatWGSL, []bindKind{bindUniform, bindRead, bindRead, bindWrite})
 }
 
-// timefeatOp records dst[n×(dim+2F)] = [x | sin | cos] with t read as t[tOffset + row·tStride].
+// timefeatOp records dst[n×(dim+2F)] = [x | sin | cos] with t read as t[tOffset + row·tStride]. With
+// dim = 0 (the U-Net's time embedding input) x is not read; pass any buffer, such as t.
 func (d *Device) timefeatOp(dst, x, t *Buffer, n, dim, fourier, tStride, tOffset int) (*op, error) {
-	if n < 1 || dim < 1 || fourier < 0 {
-		return nil, fmt.Errorf("shaders: timefeat needs n ≥ 1, dim ≥ 1, fourier ≥ 0; got %d, %d, %d", n, dim, fourier)
+	if n < 1 || dim < 0 || fourier < 0 || dim+fourier < 1 {
+		return nil, fmt.Errorf("shaders: timefeat needs n ≥ 1, dim ≥ 0, fourier ≥ 0 and dim + fourier ≥ 1; got %d, %d, %d", n, dim, fourier)
 	}
 	if tStride != 0 && tStride != 1 || tOffset < 0 {
 		return nil, fmt.Errorf("shaders: timefeat t stride must be 0 or 1 and offset ≥ 0")

@@ -14,14 +14,20 @@ func TestTimeFeatKernel(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 	for _, n := range []int{1, 37, 2000} {
-		for _, a := range [][2]int{{2, 8}, {3, 5}, {1, 0}} {
+		// dim = 0 is the U-Net's time embedding input (features only; x is not read).
+		for _, a := range [][2]int{{2, 8}, {3, 5}, {1, 0}, {0, 4}} {
 			dim, F := a[0], a[1]
 			x := normals(r, n*dim, 1)
 			// Times beyond [0, 1] exercise the range reduction.
 			tv := uniforms(r, n, -0.5, 1.5)
 			w := dim + 2*F
 			out := alloc(t, d, n*w)
-			if err := d.TimeFeat(out, upload(t, d, x), upload(t, d, tv), n, dim, F); err != nil {
+			tb := upload(t, d, tv)
+			xb := tb
+			if dim > 0 {
+				xb = upload(t, d, x)
+			}
+			if err := d.TimeFeat(out, xb, tb, n, dim, F); err != nil {
 				t.Fatal(err)
 			}
 			got := read(t, d, out)
@@ -238,6 +244,9 @@ func TestKernelInputErrors(t *testing.T) {
 	}
 	if err := d.TimeFeat(a, b, b, 2, 2, 8); err == nil {
 		t.Error("timefeat with a short output buffer gave no error")
+	}
+	if err := d.TimeFeat(b, a, a, 2, 0, 0); err == nil {
+		t.Error("timefeat with no columns gave no error")
 	}
 	var nilDev *Device
 	if _, err := nilDev.NewBuffer(1); err == nil {

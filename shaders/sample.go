@@ -260,7 +260,7 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 	return e.result()
 }
 
-// SampleCPU draws o.Points points with plain Go (MLP.ForwardCPU): the reference SampleGPU is tested
+// SampleCPU draws o.Points points with plain Go (Net.ForwardCPU): the reference SampleGPU is tested
 // against and the browser's CPU path. progress, if not nil, is called after every step.
 func SampleCPU(nets CPUNets, o SampleOptions, progress func(step, total int)) ([]float32, error) {
 	dimOf := func(m *Net, used bool) (int, error) {

@@ -66,7 +66,7 @@ type gpuEngine struct {
 	d      *Device
 	n, dim int
 	nets   [numSlots]*GPUNet
-	plans  [numSlots]*mlpPlan
+	plans  [numSlots]netPlan
 	bufs   [numSlots]*Buffer
 	times  *Buffer
 	ups    map[[4]slot]*op
@@ -80,7 +80,7 @@ func (e *gpuEngine) buf(s slot) (*Buffer, error) {
 		if err != nil {
 			return nil, err
 		}
-		return p.out, nil
+		return p.output(), nil
 	}
 	if e.bufs[s] == nil {
 		b, err := e.d.NewBuffer(e.n * e.dim)
@@ -92,7 +92,7 @@ func (e *gpuEngine) buf(s slot) (*Buffer, error) {
 	return e.bufs[s], nil
 }
 
-func (e *gpuEngine) plan(net slot) (*mlpPlan, error) {
+func (e *gpuEngine) plan(net slot) (netPlan, error) {
 	if e.plans[net] == nil {
 		g := e.nets[net]
 		if g == nil {
@@ -267,7 +267,9 @@ func (e *gpuEngine) release() {
 		o.release()
 	}
 	for _, p := range e.plans {
-		p.release()
+		if p != nil {
+			p.release()
+		}
 	}
 	for _, b := range e.bufs {
 		b.Destroy()

@@ -75,12 +75,12 @@ func (d *Device) trainReduceOp(out, x *Buffer, slot, n int, square bool, scale f
 // maxTrainPlans bounds how many batch sizes keep a recorded training pass.
 const maxTrainPlans = 4
 
-// TrainMLP trains an MLP (asbm.md §6.1) entirely on a Device: parameters, gradients, AdamW moments
-// and the EMA stay in GPU buffers, and a step is one submitted command buffer (forward, weighted MSE,
+// Trainer trains a network (Net: the toy MLP of asbm.md §6.1 or the image U-Net of unet.go)
+// entirely on a Device: parameters, gradients, AdamW moments and the EMA stay in GPU buffers, and a step is one submitted command buffer (forward, weighted MSE,
 // backward, gradient-norm reduction, AdamW + EMA) followed by a one-value readback of the loss. Its
 // arithmetic follows backend/cpu.Net (the gorgonia reference) up to float32 rounding and summation
 // order; every reduction has a fixed order, so runs are deterministic. Not safe for concurrent use.
-type TrainMLP struct {
+type Trainer struct {
 	d      *Device
 	arch   weights.Arch
 	cfg    AdamW
@@ -100,9 +100,9 @@ type TrainMLP struct {
 	closed bool
 }
 
-// NewTrainMLP uploads a copy of m's parameters to d as the starting point; the EMA starts equal to
+// NewTrainer uploads a copy of m's parameters to d as the starting point; the EMA starts equal to
 // them and the optimiser is fresh.
-func NewTrainMLP(d *Device, m *Net, cfg AdamW) (*TrainMLP, error) {
+func NewTrainer(d *Device, m *Net, cfg AdamW) (*Trainer, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -113,8 +113,8 @@ func NewTrainMLP(d *Device, m *Net, cfg AdamW) (*TrainMLP, error) {
 		return nil, err
 	}
 	names, shapes := ParamShapes(m.Arch)
-	tm := &TrainMLP{d: d, arch: m.Arch, cfg: cfg, names: names, plans: map[int]*trainPlan{}}
-	err := d.scoped("creating a TrainMLP", func() error {
+	tm := &Trainer{d: d, arch: m.Arch, cfg: cfg, names: names, plans: map[int]*trainPlan{}}
+	err := d.scoped("creating a Trainer", func() error {
 		for i, name := range names {
 			n := 1
 			for _, s := range shapes[i] {
@@ -164,13 +164,8 @@ func NewTrainMLP(d *Device, m *Net, cfg AdamW) (*TrainMLP, error) {
 }
 
 // view is a GPUNet reading the given parameter buffers (ParamShapes order) without owning them.
-func (tm *TrainMLP) view(ps []*Buffer) *GPUNet {
-	g := &GPUNet{d: tm.d, arch: tm.arch}
-	for i := 0; i < len(ps); i += 2 {
-		g.w = append(g.w, ps[i])
-		g.b = append(g.b, ps[i+1])
-	}
-	return g
+func (tm *Trainer) view(ps []*Buffer) *GPUNet {
+	return &GPUNet{d: tm.d, arch: tm.arch, params: ps, index: paramIndex(tm.names)}
 }
 
 // releaseView frees a view's cached forward plan but not the parameter buffers it reads.
@@ -178,15 +173,13 @@ func releaseView(g *GPUNet) {
 	if g == nil {
 		return
 	}
-	g.fwd.release()
-	g.fwdX.Destroy()
-	g.fwdT.Destroy()
-	g.fwd, g.fwdX, g.fwdT, g.w, g.b = nil, nil, nil, nil, nil
+	g.dropForward()
+	g.params = nil
 	g.closed = true
 }
 
 // Close frees every buffer and recorded op. Idempotent.
-func (tm *TrainMLP) Close() {
+func (tm *Trainer) Close() {
 	if tm == nil || tm.closed {
 		return
 	}
@@ -207,21 +200,21 @@ func (tm *TrainMLP) Close() {
 	tm.plans, tm.adam, tm.p, tm.g, tm.m, tm.v, tm.ema = nil, nil, nil, nil, nil, nil, nil
 }
 
-func (tm *TrainMLP) usable() error {
+func (tm *Trainer) usable() error {
 	if tm == nil || tm.closed {
-		return fmt.Errorf("shaders: TrainMLP is nil or closed")
+		return fmt.Errorf("shaders: Trainer is nil or closed")
 	}
 	return tm.d.usable()
 }
 
 // Arch returns the network's sizes.
-func (tm *TrainMLP) Arch() weights.Arch { return tm.arch }
+func (tm *Trainer) Arch() weights.Arch { return tm.arch }
 
 // Config returns the optimiser settings.
-func (tm *TrainMLP) Config() AdamW { return tm.cfg }
+func (tm *Trainer) Config() AdamW { return tm.cfg }
 
 // SetLR changes the learning rate for the following steps; lr must be finite and ≥ 0.
-func (tm *TrainMLP) SetLR(lr float64) error {
+func (tm *Trainer) SetLR(lr float64) error {
 	if math.IsNaN(lr) || math.IsInf(lr, 0) || lr < 0 {
 		return fmt.Errorf("shaders: learning rate %v must be finite and ≥ 0", lr)
 	}
@@ -230,13 +223,13 @@ func (tm *TrainMLP) SetLR(lr float64) error {
 }
 
 // Steps returns the AdamW step count since construction, the last ResetOptimizer or SetState.
-func (tm *TrainMLP) Steps() int { return tm.step }
+func (tm *Trainer) Steps() int { return tm.step }
 
 // Names returns the parameter names in ParamShapes order (the order of State's slices).
-func (tm *TrainMLP) Names() []string { return append([]string(nil), tm.names...) }
+func (tm *Trainer) Names() []string { return append([]string(nil), tm.names...) }
 
-// Eval evaluates the current parameters on n = len(t) rows of x (n×Dim), like MLP.ForwardCPU.
-func (tm *TrainMLP) Eval(t, x []float32) ([]float32, error) {
+// Eval evaluates the current parameters on n = len(t) rows of x (n×Dim), like Net.ForwardCPU.
+func (tm *Trainer) Eval(t, x []float32) ([]float32, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
@@ -244,7 +237,7 @@ func (tm *TrainMLP) Eval(t, x []float32) ([]float32, error) {
 }
 
 // EMAEval evaluates the EMA parameters on n = len(t) rows of x (n×Dim).
-func (tm *TrainMLP) EMAEval(t, x []float32) ([]float32, error) {
+func (tm *Trainer) EMAEval(t, x []float32) ([]float32, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
@@ -274,96 +267,92 @@ func (p *trainPlan) release() {
 	p.ops, p.bufs = nil, nil
 }
 
-func (tm *TrainMLP) newPlan(n int) (p *trainPlan, err error) {
+func (tm *Trainer) newPlan(n int) (*trainPlan, error) {
 	d, a := tm.d, tm.arch
-	p = &trainPlan{n: n}
-	defer func() {
-		if err != nil {
-			p.release()
-			p = nil
-		}
-	}()
-	buf := func(size int) *Buffer {
-		if err != nil {
-			return nil
-		}
-		var b *Buffer
-		if b, err = d.NewBuffer(size); err == nil {
-			p.bufs = append(p.bufs, b)
-		}
-		return b
+	D := a.Dim
+	b := newPlanBuilder(d)
+	b.keep = true // the forward activations live until the backward pass has read them
+	p := &trainPlan{n: n}
+	p.x, p.t, p.w, p.y = b.get(n*D), b.get(n), b.get(n), b.get(n*D)
+	var out *Buffer
+	var backward func(dout *Buffer)
+	if a.Kind == "unet" {
+		out, backward = tm.unetPasses(b, p)
+	} else {
+		out, backward = tm.mlpPasses(b, p)
 	}
-	add := func(o *op, e error) {
-		if err == nil {
-			err = e
-		}
-		if e == nil {
-			p.ops = append(p.ops, o)
-		}
-	}
-	L, H, D := a.Layers, a.Hidden, a.Dim
-	in0 := InputWidth(a)
-	p.x, p.t, p.w, p.y = buf(n*D), buf(n), buf(n), buf(n*D)
-	feat := buf(n * in0)
-	z := make([]*Buffer, L)
-	h := make([]*Buffer, L)
-	for i := range L {
-		z[i], h[i] = buf(n*H), buf(n*H)
-	}
-	out, r, dout := buf(n*D), buf(n*D), buf(n*D)
-	dz := [2]*Buffer{buf(n * H), buf(n * H)}
-	if err != nil {
-		return nil, err
-	}
-	// Forward (asbm.md §6.1), keeping each pre-activation z_i for the SiLU derivative.
-	add(d.timefeatOp(feat, p.x, p.t, n, D, a.Fourier, 1, 0))
-	src, width := feat, in0
-	for i := range L {
-		if err != nil {
-			return nil, err
-		}
-		add(d.linearOp(pickTile(n, H), z[i], src, tm.p[2*i], tm.p[2*i+1], n, width, H, false))
-		add(d.siluOp(h[i], nil, z[i], n*H)) // the training forward keeps z for linear_bwd's fused silu'
-		src, width = h[i], H
-	}
-	add(d.linearOp(pickTile(n, D), out, src, tm.p[2*L], tm.p[2*L+1], n, H, D, false))
 	// L = mean (w_i f − y)² and ∂L/∂f.
-	add(d.trainLossOp(r, dout, out, p.w, p.y, n, D))
-	add(d.trainReduceOp(tm.loss, r, 0, n*D, true, float32(1/float64(n*D)), false, 0))
-	// Backward, output layer first.
-	dy := dout
-	for i := L; i >= 0 && err == nil; i-- {
-		inW, outW, input := H, H, feat
-		if i == L {
-			outW = D
-		}
-		if i == 0 {
-			inW = in0
-		} else {
-			input = h[i-1]
-		}
-		add(d.linearDWOp(tm.g[2*i], input, dy, n, inW, outW))
-		add(d.linearDBOp(tm.g[2*i+1], dy, n, outW))
-		if i > 0 {
-			next := dz[i%2]
-			add(d.linearDXOp(next, dy, tm.p[2*i], z[i-1], n, inW, outW))
-			dy = next
-		}
+	r, dout := b.get(n*D), b.get(n*D)
+	b.add(d.trainLossOp(r, dout, out, p.w, p.y, n, D))
+	b.add(d.trainReduceOp(tm.loss, r, 0, n*D, true, float32(1/float64(n*D)), false, 0))
+	b.keep = false
+	if b.err == nil {
+		backward(dout)
 	}
 	// Global gradient norm → clip factor (written as 1 when clipping is off).
 	if tm.cfg.GradClip > 0 {
 		for i := range tm.names {
-			add(d.trainReduceOp(tm.norms, tm.g[i], i, tm.sizes[i], true, 1, false, 0))
+			b.add(d.trainReduceOp(tm.norms, tm.g[i], i, tm.sizes[i], true, 1, false, 0))
 		}
 	}
-	add(d.trainReduceOp(tm.scale, tm.norms, 0, len(tm.names), false, 1, true, float32(tm.cfg.GradClip)))
-	return p, err
+	b.add(d.trainReduceOp(tm.scale, tm.norms, 0, len(tm.names), false, 1, true, float32(tm.cfg.GradClip)))
+	if b.err != nil {
+		b.release()
+		return nil, b.err
+	}
+	p.ops, p.bufs = b.ops, b.bufs
+	return p, nil
+}
+
+// mlpPasses records the MLP's training forward (asbm.md §6.1) on p.x, p.t, keeping each
+// pre-activation z_i for the SiLU derivative, and returns its output and the backward pass.
+func (tm *Trainer) mlpPasses(b *planBuilder, p *trainPlan) (out *Buffer, backward func(dout *Buffer)) {
+	d, a, n := tm.d, tm.arch, p.n
+	L, H, D := a.Layers, a.Hidden, a.Dim
+	in0 := InputWidth(a)
+	feat := b.get(n * in0)
+	z := make([]*Buffer, L)
+	h := make([]*Buffer, L)
+	b.add(d.timefeatOp(feat, p.x, p.t, n, D, a.Fourier, 1, 0))
+	src, width := feat, in0
+	for i := range L {
+		z[i], h[i] = b.get(n*H), b.get(n*H)
+		b.add(d.linearOp(pickTile(n, H), z[i], src, tm.p[2*i], tm.p[2*i+1], n, width, H, false))
+		b.add(d.siluOp(h[i], nil, z[i], n*H)) // the training forward keeps z for linear_bwd's fused silu'
+		src, width = h[i], H
+	}
+	out = b.get(n * D)
+	b.add(d.linearOp(pickTile(n, D), out, src, tm.p[2*L], tm.p[2*L+1], n, H, D, false))
+	backward = func(dout *Buffer) {
+		// Output layer first; dz alternates between two buffers.
+		dz := [2]*Buffer{b.get(n * H), b.get(n * H)}
+		dy := dout
+		for i := L; i >= 0; i-- {
+			inW, outW, input := H, H, feat
+			if i == L {
+				outW = D
+			}
+			if i == 0 {
+				inW = in0
+			} else {
+				input = h[i-1]
+			}
+			b.add(d.linearDWOp(tm.g[2*i], input, dy, n, inW, outW))
+			b.add(d.linearDBOp(tm.g[2*i+1], dy, n, outW))
+			if i > 0 {
+				next := dz[i%2]
+				b.add(d.linearDXOp(next, dy, tm.p[2*i], z[i-1], n, inW, outW))
+				dy = next
+			}
+		}
+	}
+	return out, backward
 }
 
 // Step takes one AdamW step on L = mean_{i,j} (w_i·f(t_i, x_i)_j − y_ij)² (w nil means all ones),
 // clipping the gradient to global norm GradClip when > 0, then updates the EMA; it returns L at the
 // parameters before the step (asbm.Model.Step). t and w have n ≥ 1 entries, x and y n·Dim.
-func (tm *TrainMLP) Step(t, x, w, y []float32) (float32, error) {
+func (tm *Trainer) Step(t, x, w, y []float32) (float32, error) {
 	if err := tm.usable(); err != nil {
 		return 0, err
 	}
@@ -445,7 +434,7 @@ func (tm *TrainMLP) Step(t, x, w, y []float32) (float32, error) {
 
 // ResetOptimizer zeroes the AdamW moments and the step count (asbm.md §2.5, stage switch); the
 // parameters and the EMA are kept.
-func (tm *TrainMLP) ResetOptimizer() error {
+func (tm *Trainer) ResetOptimizer() error {
 	if err := tm.usable(); err != nil {
 		return err
 	}
@@ -464,14 +453,14 @@ func (tm *TrainMLP) ResetOptimizer() error {
 	})
 }
 
-// TrainState is a TrainMLP's complete training state, each slice in Names order.
+// TrainState is a Trainer's complete training state, each slice in Names order.
 type TrainState struct {
 	Params, EMA, M, V [][]float32
 	Step              int
 }
 
 // State reads back the parameters, EMA and AdamW moments and the step count.
-func (tm *TrainMLP) State() (*TrainState, error) {
+func (tm *Trainer) State() (*TrainState, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
@@ -499,7 +488,7 @@ func (tm *TrainMLP) State() (*TrainState, error) {
 
 // SetState uploads a TrainState of the same architecture. It checks every slice's length before
 // changing anything.
-func (tm *TrainMLP) SetState(s *TrainState) error {
+func (tm *Trainer) SetState(s *TrainState) error {
 	if err := tm.usable(); err != nil {
 		return err
 	}
@@ -541,13 +530,13 @@ func (tm *TrainMLP) SetState(s *TrainState) error {
 	return nil
 }
 
-// Params reads back the current parameters as an MLP.
-func (tm *TrainMLP) Params() (*Net, error) { return tm.export(tm.p) }
+// Params reads back the current parameters as a Net.
+func (tm *Trainer) Params() (*Net, error) { return tm.export(tm.p) }
 
-// EMAParams reads back the EMA parameters as an MLP.
-func (tm *TrainMLP) EMAParams() (*Net, error) { return tm.export(tm.ema) }
+// EMAParams reads back the EMA parameters as a Net.
+func (tm *Trainer) EMAParams() (*Net, error) { return tm.export(tm.ema) }
 
-func (tm *TrainMLP) export(bs []*Buffer) (*Net, error) {
+func (tm *Trainer) export(bs []*Buffer) (*Net, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
@@ -560,4 +549,17 @@ func (tm *TrainMLP) export(bs []*Buffer) (*Net, error) {
 		m.Params[tm.names[i]] = v
 	}
 	return m, nil
+}
+
+// grads reads back the gradients of the last Step (before clipping), in Names order (for tests).
+func (tm *Trainer) grads() ([][]float32, error) {
+	var out [][]float32
+	for _, b := range tm.g {
+		v, err := tm.d.Read(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -77,17 +77,17 @@ func TestTrainLossAndReduceKernels(t *testing.T) {
 
 var trainArch = weights.Arch{Kind: "mlp", Dim: 2, Hidden: 32, Layers: 3, Fourier: 4}
 
-// TestTrainMLPLossAndDeterminism checks the step's loss against a float64 loss of ForwardCPU, that
+// TestTrainerLossAndDeterminism checks the step's loss against a float64 loss of ForwardCPU, that
 // the evaluation paths agree with ForwardCPU of the read-back parameters, and that two engines fed
 // the same batches end bit-identical (the reductions have a fixed order).
-func TestTrainMLPLossAndDeterminism(t *testing.T) {
+func TestTrainerLossAndDeterminism(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 33))
 	m := randomMLP(t, trainArch, r.Uint64(), 1)
 	cfg := AdamW{LR: 1e-2, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, EMADecay: 0.9, GradClip: 0.05}
-	var engines [2]*TrainMLP
+	var engines [2]*Trainer
 	for i := range engines {
-		tm, err := NewTrainMLP(d, m, cfg)
+		tm, err := NewTrainer(d, m, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,16 +177,16 @@ func TestTrainMLPLossAndDeterminism(t *testing.T) {
 	}
 }
 
-func TestTrainMLPStateAndErrors(t *testing.T) {
+func TestTrainerStateAndErrors(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(rand.Uint64(), 34))
 	cfg := AdamW{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, EMADecay: 0.999}
-	a, err := NewTrainMLP(d, randomMLP(t, trainArch, r.Uint64(), 1), cfg)
+	a, err := NewTrainer(d, randomMLP(t, trainArch, r.Uint64(), 1), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	b, err := NewTrainMLP(d, randomMLP(t, trainArch, r.Uint64(), 1), cfg)
+	b, err := NewTrainer(d, randomMLP(t, trainArch, r.Uint64(), 1), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,11 +241,11 @@ func TestTrainMLPStateAndErrors(t *testing.T) {
 	if err := a.SetLR(math.NaN()); err == nil {
 		t.Error("SetLR accepted NaN")
 	}
-	if _, err := NewTrainMLP(d, &Net{Arch: trainArch}, cfg); err == nil {
-		t.Error("NewTrainMLP accepted an MLP without parameters")
+	if _, err := NewTrainer(d, &Net{Arch: trainArch}, cfg); err == nil {
+		t.Error("NewTrainer accepted an MLP without parameters")
 	}
 	a.Close()
 	if _, err := a.Step(tv, x, nil, y); err == nil {
-		t.Error("Step on a closed TrainMLP returned no error")
+		t.Error("Step on a closed Trainer returned no error")
 	}
 }

@@ -1,11 +1,13 @@
 package cpu
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
 
+	"asbm/shaders"
 	"asbm/weights"
 )
 
@@ -131,3 +133,61 @@ func BenchmarkStepStockOps(b *testing.B) {
 		m.Step(t, x, w, y)
 	})
 }
+
+// unetBench runs one U-Net benchmark per batch size: a training step (Step: forward, gradient,
+// AdamW, EMA) or a forward (Eval), with the fused ops or, when stock is set, gorgonia's own ops. Next
+// to ns/op and cpu-ms/op it reports ms/op, images/s and the arithmetic rate per wall second
+// (GFLOP/s) and per second of process CPU time (GFLOP/cpu-s, steadier on a shared machine), counting
+// shaders.UNetFLOPs per image for a forward and three times that for a step (the backward pass
+// computes a data and a weight gradient for every conv and linear layer).
+func unetBench(b *testing.B, a weights.Arch, train, stock bool, batches ...int) {
+	for _, n := range batches {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			m, err := New(a, DefaultConfig(), 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if stock {
+				ng, err := buildGraphWith(a, m.p, n, train, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cache := m.fwd
+				if train {
+					cache = m.train
+				}
+				cache.m[n], cache.order = ng, append(cache.order, n)
+			}
+			t, x, w, y := randBatch(rand.New(rand.NewPCG(1, 2)), n, a.Dim)
+			out := make([]float32, len(x))
+			run := func() { m.Eval(t, x, out) }
+			flops := float64(shaders.UNetFLOPs(a)) * float64(n)
+			if train {
+				run = func() { m.Step(t, x, w, y) }
+				flops *= 3
+			}
+			run() // compile the graph outside the timing
+			start, c0 := time.Now(), cpuTime()
+			loop(b, run)
+			per := time.Since(start).Seconds() / float64(b.N)
+			cpu := (cpuTime() - c0).Seconds() / float64(b.N)
+			b.ReportMetric(per*1e3, "ms/op")
+			b.ReportMetric(float64(n)/per, "images/s")
+			b.ReportMetric(flops/per/1e9, "GFLOP/s")
+			b.ReportMetric(flops/cpu/1e9, "GFLOP/cpu-s")
+		})
+	}
+}
+
+// BenchmarkUNetStep measures a training step of the default MNIST U-Net (fused ops).
+func BenchmarkUNetStep(b *testing.B) { unetBench(b, mnistUNet, true, false, 1, 16, 128) }
+
+// BenchmarkUNetEval measures a forward of the default MNIST U-Net (fused ops).
+func BenchmarkUNetEval(b *testing.B) { unetBench(b, mnistUNet, false, false, 1, 16, 128) }
+
+// BenchmarkUNetStepStock is BenchmarkUNetStep with gorgonia's own ops (G.Conv2d, ...): what the
+// fused ops save.
+func BenchmarkUNetStepStock(b *testing.B) { unetBench(b, mnistUNet, true, true, 1, 16) }
+
+// BenchmarkUNetEvalStock is BenchmarkUNetEval with gorgonia's own ops.
+func BenchmarkUNetEvalStock(b *testing.B) { unetBench(b, mnistUNet, false, true, 1, 16) }

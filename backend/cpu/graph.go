@@ -10,22 +10,23 @@ import (
 	"asbm/weights"
 )
 
-// netGraph is one compiled gorgonia program of the MLP for a fixed batch size n. Gorgonia graphs have
-// static shapes, so the MLP keeps one per batch size it has seen (see graphCache).
+// netGraph is one compiled gorgonia program of the network for a fixed batch size n. Gorgonia graphs
+// have static shapes, so the Net keeps one per batch size it has seen (see graphCache).
 //
-// Every input node is bound to a tensor backed by a Go slice the MLP owns: the parameter nodes to the
+// Every input node is bound to a tensor backed by a Go slice the Net owns: the parameter nodes to the
 // parameter (or EMA) slices themselves, so the optimiser updates them in place and the next run sees
 // the new values without re-binding; x (and y, wy when training) to buffers refilled before each run.
 type netGraph struct {
 	n    int
 	g    *G.ExprGraph
 	vm   G.VM
-	x    []float32 // [n, InputWidth]: the data, then the 2F time features (asbm.md §6.1)
-	pred *G.Node   // [n, Dim]
+	x    []float32 // MLP: [n, InputWidth], the data then the 2F time features (asbm.md §6.1); U-Net: [n, C, H, W]
+	tf   []float32 // U-Net only: [n, 2F] time features (shaders.TimeFeatures)
+	pred *G.Node   // [n, Dim] (MLP) or [n, C, H, W] (U-Net)
 
 	// Training graphs only.
-	wy    []float32 // [n, Dim]: the row weight w_i repeated over the row
-	y     []float32 // [n, Dim]: the target
+	wy    []float32 // n·Dim, pred's shape: the row weight w_i repeated over the row
+	y     []float32 // n·Dim, pred's shape: the target
 	loss  *G.Node   // mean_{i,j} (w_i·f_ij − y_ij)²
 	grads G.Nodes   // ∂loss/∂p for every parameter, in ParamShapes order
 }
@@ -36,23 +37,49 @@ func buildGraph(a weights.Arch, params [][]float32, n int, train bool) (*netGrap
 	return buildGraphWith(a, params, n, train, false)
 }
 
-// buildGraphWith is buildGraph with a choice of layer ops: the fused biasAct ops (ops.go), or, when
-// stockOps is set, gorgonia's own BroadcastAdd, Sigmoid and HadamardProd, kept to cross-check the
-// fused ops' gradients against gorgonia's and to measure what fusing saves.
+// buildGraphWith is buildGraph with a choice of layer ops: the fused ops (ops.go, unetops.go), or,
+// when stockOps is set, gorgonia's own ops only, kept to cross-check the fused ops' gradients against
+// gorgonia's and to measure what fusing saves. It dispatches on a.Kind: the MLP here, the U-Net in
+// unet.go; the weighted loss is common to both.
 func buildGraphWith(a weights.Arch, params [][]float32, n int, train, stockOps bool) (ng *netGraph, err error) {
-	// Gorgonia reports some construction errors by panicking; turn them into errors.
+	// Gorgonia reports some construction errors by panicking, and the U-Net builder turns every
+	// error into a panic (unet.go); turn them back into errors here.
 	defer func() {
 		if r := recover(); r != nil {
 			ng, err = nil, fmt.Errorf("cpu: building the gorgonia graph for batch %d: %v", n, r)
 		}
 	}()
-	names, shapes := shaders.ParamShapes(a)
+	names, _ := shaders.ParamShapes(a)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("cpu: arch %+v has no parameters", a)
+	}
 	if len(params) != len(names) {
 		return nil, fmt.Errorf("cpu: %d parameter tensors, the arch needs %d", len(params), len(names))
 	}
+	var pnodes G.Nodes
+	if a.Kind == "unet" {
+		ng, pnodes = buildUNetForward(a, params, n, train, stockOps)
+	} else if ng, pnodes, err = buildMLPForward(a, params, n, stockOps); err != nil {
+		return nil, err
+	}
+	if !train {
+		ng.vm = G.NewTapeMachine(ng.g)
+		return ng, nil
+	}
+	if err := ng.addLoss(a.Dim, pnodes); err != nil {
+		return nil, err
+	}
+	ng.vm = G.NewTapeMachine(ng.g)
+	return ng, nil
+}
+
+// buildMLPForward builds the MLP's forward pass (asbm.md §6.1) for n rows; it returns the graph and
+// the parameter nodes in ParamShapes order.
+func buildMLPForward(a weights.Arch, params [][]float32, n int, stockOps bool) (*netGraph, G.Nodes, error) {
+	names, shapes := shaders.ParamShapes(a)
 	in := shaders.InputWidth(a)
 	g := G.NewGraph()
-	ng = &netGraph{n: n, g: g, x: make([]float32, n*in)}
+	ng := &netGraph{n: n, g: g, x: make([]float32, n*in)}
 	x := G.NewMatrix(g, G.Float32, G.WithShape(n, in), G.WithName("x"),
 		G.WithValue(tensor.New(tensor.WithShape(n, in), tensor.WithBacking(ng.x))))
 
@@ -73,16 +100,16 @@ func buildGraphWith(a weights.Arch, params [][]float32, n int, train, stockOps b
 	for l := 0; l <= a.Layers; l++ {
 		z, err := G.Mul(h, pnodes[2*l])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !stockOps {
 			if h, err = biasAct(z, pnodes[2*l+1], l < a.Layers); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
 		if z, err = G.BroadcastAdd(z, pnodes[2*l+1], nil, []byte{0}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if l == a.Layers {
 			h = z
@@ -90,44 +117,44 @@ func buildGraphWith(a weights.Arch, params [][]float32, n int, train, stockOps b
 		}
 		s, err := G.Sigmoid(z)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if h, err = G.HadamardProd(z, s); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	ng.pred = h
+	return ng, pnodes, nil
+}
 
-	if !train {
-		ng.vm = G.NewTapeMachine(g)
-		return ng, nil
-	}
-	ng.wy = make([]float32, n*a.Dim)
-	ng.y = make([]float32, n*a.Dim)
-	wy := G.NewMatrix(g, G.Float32, G.WithShape(n, a.Dim), G.WithName("wy"),
-		G.WithValue(tensor.New(tensor.WithShape(n, a.Dim), tensor.WithBacking(ng.wy))))
-	y := G.NewMatrix(g, G.Float32, G.WithShape(n, a.Dim), G.WithName("y"),
-		G.WithValue(tensor.New(tensor.WithShape(n, a.Dim), tensor.WithBacking(ng.y))))
+// addLoss adds the weighted squared loss mean_{i,j} (w_i·f_ij − y_ij)² on the prediction (asbm.Model)
+// and its gradient with respect to pnodes. wy and y get pred's shape (rows of d values either way).
+func (ng *netGraph) addLoss(d int, pnodes G.Nodes) error {
+	g, n := ng.g, ng.n
+	sh := ng.pred.Shape().Clone()
+	ng.wy = make([]float32, n*d)
+	ng.y = make([]float32, n*d)
+	wy := G.NewTensor(g, G.Float32, sh.Dims(), G.WithShape(sh...), G.WithName("wy"),
+		G.WithValue(tensor.New(tensor.WithShape(sh...), tensor.WithBacking(ng.wy))))
+	y := G.NewTensor(g, G.Float32, sh.Dims(), G.WithShape(sh...), G.WithName("y"),
+		G.WithValue(tensor.New(tensor.WithShape(sh...), tensor.WithBacking(ng.y))))
 	wf, err := G.HadamardProd(ng.pred, wy)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	d, err := G.Sub(wf, y)
+	diff, err := G.Sub(wf, y)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	sq, err := G.Square(d)
+	sq, err := G.Square(diff)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if ng.loss, err = G.Mean(sq); err != nil {
-		return nil, err
+		return err
 	}
-	if ng.grads, err = G.Grad(ng.loss, pnodes...); err != nil {
-		return nil, err
-	}
-	ng.vm = G.NewTapeMachine(g)
-	return ng, nil
+	ng.grads, err = G.Grad(ng.loss, pnodes...)
+	return err
 }
 
 // run executes the compiled program once.

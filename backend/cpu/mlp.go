@@ -1,5 +1,6 @@
-// Package cpu is the CPU reference engine: the toy MLP of asbm.md §6.1 (defined in shaders/mlp.go)
-// trained with gorgonia autodiff and AdamW. It implements asbm.Model, so the ASBM math can drive it
+// Package cpu is the CPU reference engine: the networks of package shaders — the toy MLP of asbm.md
+// §6.1 (shaders/mlp.go) and the image U-Net (shaders/unet.go, built here in unet.go and unetops.go)
+// — trained with gorgonia autodiff and AdamW. It implements asbm.Model, so the ASBM math can drive it
 // or the GPU engine interchangeably, and it is the truth the GPU kernels are checked against.
 package cpu
 
@@ -30,7 +31,7 @@ const maxCachedGraphs = 4
 // clipping) and the EMA. It implements asbm.Model.
 //
 // Eval and Step treat mismatched slice lengths as programmer errors and panic with a message naming
-// the lengths. An MLP is not safe for concurrent use.
+// the lengths. A Net is not safe for concurrent use.
 type Net struct {
 	arch   weights.Arch
 	cfg    Config
@@ -43,9 +44,10 @@ type Net struct {
 	gbuf   [][]float32 // reused headers of the gradient slices
 
 	train, fwd *graphCache // compiled gorgonia graphs by batch size
+	emaFwd     *graphCache // U-Net only: forward graphs bound to the EMA parameters
 
-	emaIn  []float32    // input rows of the EMA forward
-	emaBuf [2][]float32 // hidden activations of the EMA forward
+	emaIn  []float32    // MLP only: input rows of the EMA forward
+	emaBuf [2][]float32 // MLP only: hidden activations of the EMA forward
 }
 
 var _ asbm.Model = (*Net)(nil)
@@ -64,7 +66,7 @@ func New(arch weights.Arch, cfg Config, seed uint64) (*Net, error) {
 // generator initialised from its teacher); the EMA starts equal to them and the optimiser is fresh.
 func FromNet(m *shaders.Net, cfg Config) (*Net, error) {
 	if m == nil {
-		return nil, fmt.Errorf("cpu: nil MLP")
+		return nil, fmt.Errorf("cpu: nil network")
 	}
 	if err := shaders.CheckArch(m.Arch); err != nil {
 		return nil, err
@@ -74,11 +76,11 @@ func FromNet(m *shaders.Net, cfg Config) (*Net, error) {
 	}
 	names, shapes := shaders.ParamShapes(m.Arch)
 	c := &Net{arch: m.Arch, cfg: cfg, names: names, shapes: shapes,
-		train: newGraphCache(maxCachedGraphs), fwd: newGraphCache(maxCachedGraphs)}
+		train: newGraphCache(maxCachedGraphs), fwd: newGraphCache(maxCachedGraphs), emaFwd: newGraphCache(maxCachedGraphs)}
 	for i, name := range names {
 		src, ok := m.Params[name]
 		if !ok {
-			return nil, fmt.Errorf("cpu: MLP has no parameter %q", name)
+			return nil, fmt.Errorf("cpu: network has no parameter %q", name)
 		}
 		if len(src) != size(shapes[i]) {
 			return nil, fmt.Errorf("cpu: parameter %s has %d values, shape %v needs %d", name, len(src), shapes[i], size(shapes[i]))
@@ -138,13 +140,33 @@ func (c *Net) Eval(t, x, out []float32) {
 	if n == 0 {
 		return
 	}
-	ng := c.fwd.get(n, func(n int) (*netGraph, error) { return buildGraph(c.arch, c.p, n, false) })
-	c.fillInput(ng.x, t, x)
-	ng.run()
-	copy(out, f32(ng.pred))
+	c.evalGraph(c.fwd, c.p, t, x, out)
 }
 
-// EMA returns a Net that evaluates the EMA parameters. It shares the MLP's state: it sees later steps
+// unetEvalChunk is the largest batch of a U-Net forward graph; Eval runs larger batches in chunks.
+// Every op of a graph owns its output buffer, about 1.7 MB per image for the default MNIST U-Net, so
+// a graph for a 4096-row simulation batch would hold ~7 GB; 128 images (~220 MB) already keep
+// both cores busy.
+const unetEvalChunk = 128
+
+// evalGraph evaluates the network with parameters params (c.p or c.ema, which the graphs in cache
+// are bound to) by gorgonia: in one graph of n rows for an MLP, in chunks of at most unetEvalChunk
+// images for a U-Net.
+func (c *Net) evalGraph(cache *graphCache, params [][]float32, t, x, out []float32) {
+	chunk, d := len(t), c.arch.Dim
+	if c.arch.Kind == "unet" {
+		chunk = unetEvalChunk
+	}
+	for i0 := 0; i0 < len(t); i0 += chunk {
+		i1 := min(len(t), i0+chunk)
+		ng := cache.get(i1-i0, func(n int) (*netGraph, error) { return buildGraph(c.arch, params, n, false) })
+		c.fill(ng, t[i0:i1], x[i0*d:i1*d])
+		ng.run()
+		copy(out[i0*d:i1*d], f32(ng.pred))
+	}
+}
+
+// EMA returns a Net that evaluates the EMA parameters. It shares the Net's state: it sees later steps
 // and must not be used concurrently with it.
 func (c *Net) EMA() asbm.Net { return emaNet{c} }
 
@@ -163,6 +185,11 @@ func (e emaNet) Eval(t, x, out []float32) {
 	if n == 0 {
 		return
 	}
+	if c.arch.Kind == "unet" {
+		// No plain-Go batched U-Net here: forward graphs bound to the EMA slices (unet.go).
+		c.evalGraph(c.emaFwd, c.ema, t, x, out)
+		return
+	}
 	in := shaders.InputWidth(c.arch)
 	if len(c.emaIn) < n*in {
 		c.emaIn = make([]float32, n*in)
@@ -178,6 +205,25 @@ func (c *Net) checkEval(what string, t, x, out []float32) int {
 			what, n, n*d, d, len(x), len(out)))
 	}
 	return n
+}
+
+// fill writes the inputs of a batch into the graph's bound buffers: the MLP's input rows (fillInput),
+// or the U-Net's images and [n, 2F] time features.
+func (c *Net) fill(ng *netGraph, t, x []float32) {
+	if c.arch.Kind != "unet" {
+		c.fillInput(ng.x, t, x)
+		return
+	}
+	copy(ng.x, x)
+	F := c.arch.Fourier
+	for r := range t {
+		row := ng.tf[r*2*F : (r+1)*2*F]
+		if r > 0 && t[r] == t[r-1] {
+			copy(row, ng.tf[(r-1)*2*F:r*2*F])
+		} else {
+			shaders.TimeFeatures(t[r], F, row)
+		}
+	}
 }
 
 // fillInput writes the network input rows [x_i, sin(ω_k t_i), cos(ω_k t_i)] (asbm.md §6.1) into dst.
@@ -217,7 +263,7 @@ func (c *Net) Step(t, x, w, y []float32) float32 {
 func (c *Net) lossGrad(t, x, w, y []float32) (*netGraph, float32) {
 	n, d := len(t), c.arch.Dim
 	ng := c.train.get(n, func(n int) (*netGraph, error) { return buildGraph(c.arch, c.p, n, true) })
-	c.fillInput(ng.x, t, x)
+	c.fill(ng, t, x)
 	copy(ng.y, y)
 	if w == nil {
 		for i := range ng.wy {
@@ -313,8 +359,8 @@ func (c *Net) State() map[string][]float32 {
 	return s
 }
 
-// SetState restores a State of an MLP with the same architecture. It checks every entry before
-// changing anything, so on error the MLP is unchanged. The optimiser settings are not part of the
+// SetState restores a State of a Net with the same architecture. It checks every entry before
+// changing anything, so on error the Net is unchanged. The optimiser settings are not part of the
 // state.
 func (c *Net) SetState(s map[string][]float32) error {
 	want := 4*len(c.names) + 1

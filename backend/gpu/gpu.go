@@ -1,5 +1,6 @@
-// Package gpu is the WebGPU training engine: the toy MLP of asbm.md §6.1 trained through WGSL compute
-// kernels (shaders.TrainMLP) on a native WebGPU device. It implements asbm.Model with the same
+// Package gpu is the WebGPU training engine: the networks of shaders.Net (the toy MLP of asbm.md §6.1
+// and the image U-Net of shaders/unet.go) trained through WGSL compute kernels (shaders.Trainer) on a
+// native WebGPU device. It implements asbm.Model with the same
 // initialisation, optimiser (AdamW with decoupled weight decay, bias correction, global-norm
 // clipping), EMA and State keys as backend/cpu, so checkpoints move freely between the engines.
 package gpu
@@ -21,7 +22,7 @@ var (
 	devErr  error
 )
 
-// Device returns the process-wide WebGPU device every MLP of this package runs on, opening it on
+// Device returns the process-wide WebGPU device every network of this package runs on, opening it on
 // first use. The error wraps shaders.ErrNoAdapter when the host has no adapter.
 func Device() (*shaders.Device, error) {
 	devOnce.Do(func() { dev, devErr = shaders.NewDevice() })
@@ -32,7 +33,7 @@ func Device() (*shaders.Device, error) {
 // and Step cannot return errors, so a device failure there panics with the device's error, and
 // mismatched slice lengths panic like backend/cpu. Not safe for concurrent use.
 type Net struct {
-	tm  *shaders.TrainMLP
+	tm  *shaders.Trainer
 	cfg cpu.Config
 }
 
@@ -58,14 +59,14 @@ func FromNet(m *shaders.Net, cfg cpu.Config) (*Net, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpu: %w", err)
 	}
-	tm, err := shaders.NewTrainMLP(d, m, cfg)
+	tm, err := shaders.NewTrainer(d, m, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &Net{tm: tm, cfg: cfg}, nil
 }
 
-// Close frees the MLP's GPU buffers (the shared device stays open). Idempotent.
+// Close frees the network's GPU buffers (the shared device stays open). Idempotent.
 func (g *Net) Close() { g.tm.Close() }
 
 // Arch returns the network architecture.
@@ -105,7 +106,7 @@ func (g *Net) Dim() int { return g.tm.Arch().Dim }
 // Eval writes f(t_i, x_i) of the current parameters into out. t has n entries, x and out n·Dim.
 func (g *Net) Eval(t, x, out []float32) { eval(g, "Eval", g.tm.Eval, t, x, out) }
 
-// EMA returns a Net evaluating the EMA parameters; it shares the MLP's state.
+// EMA returns a Net evaluating the EMA parameters; it shares the network's state.
 func (g *Net) EMA() asbm.Net { return emaNet{g} }
 
 type emaNet struct{ g *Net }
@@ -173,7 +174,7 @@ func (g *Net) State() map[string][]float32 {
 }
 
 // SetState restores a State (from this engine or backend/cpu) of the same architecture. It checks
-// every entry before changing anything, so on error the MLP is unchanged.
+// every entry before changing anything, so on error the network is unchanged.
 func (g *Net) SetState(s map[string][]float32) error {
 	names := g.tm.Names()
 	_, shapes := shaders.ParamShapes(g.tm.Arch())

@@ -217,7 +217,7 @@ func TestBadConstruction(t *testing.T) {
 		t.Error("New accepted beta1 = 1")
 	}
 	if _, err := New(weights.Arch{Kind: "unet"}, cpu.DefaultConfig(), 1); err == nil {
-		t.Error("New accepted a non-MLP arch")
+		t.Error("New accepted an invalid U-Net arch")
 	}
 	if _, err := FromNet(nil, cpu.DefaultConfig()); err == nil {
 		t.Error("FromNet accepted nil")

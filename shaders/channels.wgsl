@@ -1,0 +1,45 @@
+// channels.wgsl: copies (acc = 0) or adds (acc = 1) a block of cc channels between two NCHW tensors
+// of n images with hw values per channel: for c < cc,
+//   D[n, d0 + c, :] (+)= S[n, s0 + c, :],   S has cs channels, D has cd.
+// It is the U-Net's skip concat (two copies into one tensor), its backward (two copies out of one)
+// and gradient accumulation (n = 1, cc = cs = cd = 1, hw = the count: D += S elementwise; WebGPU may
+// not bind one buffer as both input and output, so the accumulator is the read_write binding).
+// One invocation per copied value; workgroups are numbered wid.y·nwg.x + wid.x so the dispatch can
+// exceed 65535 per dimension.
+
+struct Params {
+    n: u32,
+    hw: u32,
+    cc: u32,
+    cs: u32,
+    s0: u32,
+    cd: u32,
+    d0: u32,
+    acc: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+@group(0) @binding(2) var<storage, read_write> D: array<f32>;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.y * nwg.x + wid.x) * WG + li;
+    if (i >= p.n * p.cc * p.hw) {
+        return;
+    }
+    let pos = i % p.hw;
+    let c = (i / p.hw) % p.cc;
+    let n = i / (p.hw * p.cc);
+    let v = S[(n * p.cs + p.s0 + c) * p.hw + pos];
+    let j = (n * p.cd + p.d0 + c) * p.hw + pos;
+    if (p.acc == 1u) {
+        D[j] = D[j] + v;
+    } else {
+        D[j] = v;
+    }
+}
