@@ -33,12 +33,13 @@ type verb struct {
 }
 
 var verbs = map[string]verb{
-	"train":  {"train ASBM (stage 1, stage 2, distillation) and the memoryless baseline", runTrain},
-	"sample": {"draw samples from a model file and write CSV or a PNG scatter", runSample},
-	"eval":   {"print the quality table (sliced W2 vs NFE, straightness, coupling)", runEval},
-	"export": {"write a model file from a training checkpoint", runExport},
-	"serve":  {"serve the built site and the weights over HTTP", runServe},
-	"bench":  {"time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", runBench},
+	"train":      {"train ASBM (stage 1, stage 2, distillation) and the memoryless baseline", runTrain},
+	"sample":     {"draw samples from a model file and write CSV or a PNG scatter", runSample},
+	"eval":       {"print the quality table (sliced W2 vs NFE, straightness, coupling)", runEval},
+	"export":     {"write a model file from a training checkpoint", runExport},
+	"serve":      {"serve the built site and the weights over HTTP", runServe},
+	"classifier": {"train the FID feature network of an image data set (backend/fid)", runClassifier},
+	"bench":      {"time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", runBench},
 }
 
 func main() {

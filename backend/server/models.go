@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type Model struct {
 	Dataset string `json:"dataset"`
 	// Nets lists the network prefixes the file holds, e.g. ["control", "gen", "score"].
 	Nets []string `json:"nets"`
+	// Kind is the networks' family: "mlp" (2-D toys) or "unet" (images).
+	Kind string `json:"kind,omitempty"`
 	// Error says why the file could not be decoded; such a model cannot be loaded by the page.
 	Error string `json:"error,omitempty"`
 }
@@ -113,11 +116,19 @@ func describe(name string, size int64, r io.Reader) Model {
 		}
 	}
 	sort.Strings(m.Nets)
+	m.Kind = f.Arch.Kind
 	return m
 }
 
-// listModels answers GET /api/models with every regular *.msgpack file in the weights folder,
-// sorted by name.
+// isGenerator reports whether a described file is a generative model the page can sample (it has
+// a score network) or a broken file whose error the list should show; the FID feature networks
+// that share the weights folder are neither.
+func (m Model) isGenerator() bool {
+	return m.Error != "" || slices.Contains(m.Nets, "score")
+}
+
+// listModels answers GET /api/models with every regular *.msgpack model file in the weights
+// folder (not the FID feature networks), sorted by name.
 func (h *handler) listModels(c echo.Context) error {
 	d, err := h.weights.Open(".")
 	if err != nil {
@@ -134,7 +145,7 @@ func (h *handler) listModels(c echo.Context) error {
 			continue
 		}
 		m, err := h.models.entry(h.weights, de.Name())
-		if err != nil {
+		if err != nil || !m.isGenerator() {
 			continue
 		}
 		out = append(out, m)

@@ -110,6 +110,8 @@ func newFixture(t *testing.T) *fixture {
 	}
 	fx.models["8gaussians.msgpack"] = modelBytes(t, r, "8gaussians", "score", "control", "gen")
 	fx.models["moons.msgpack"] = modelBytes(t, r, "moons", "score", "baseline")
+	// A FID feature network: served as a file, but not a model the page may offer.
+	fx.models["classifier-mnist.msgpack"] = modelBytes(t, r, "mnist:train", "features")
 	for n, b := range fx.models {
 		write(filepath.Join(fx.weights, n), b)
 	}
@@ -354,7 +356,7 @@ func TestAPIModels(t *testing.T) {
 		{"moons", "moons", []string{"baseline", "score"}},
 	}
 	if len(ms) != len(want) {
-		t.Fatalf("got %d models %+v, want %d (no notes.txt, no directory)", len(ms), ms, len(want))
+		t.Fatalf("got %d models %+v, want %d (no notes.txt, no directory, no classifier)", len(ms), ms, len(want))
 	}
 	for i, w := range want {
 		m := ms[i]
@@ -377,7 +379,7 @@ func TestAPIModels(t *testing.T) {
 
 	// A replaced file is described afresh (the cache keys on size and mtime).
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
-	nb := modelBytes(t, r, "checkerboard", "gen")
+	nb := modelBytes(t, r, "checkerboard", "gen", "score")
 	p := filepath.Join(fx.weights, "moons.msgpack")
 	if err := os.WriteFile(p, nb, 0o644); err != nil {
 		t.Fatal(err)
@@ -386,7 +388,7 @@ func TestAPIModels(t *testing.T) {
 	_, body = get(t, ts.URL+"/api/models", "")
 	ms = nil
 	json.Unmarshal(body, &ms)
-	if len(ms) != 3 || ms[2].Dataset != "checkerboard" || fmt.Sprint(ms[2].Nets) != "[gen]" {
+	if len(ms) != 3 || ms[2].Dataset != "checkerboard" || fmt.Sprint(ms[2].Nets) != "[gen score]" {
 		t.Errorf("after rewrite: %+v", ms)
 	}
 }
