@@ -3,18 +3,30 @@
 // nothing from other origins. Drawing (plot.js) and the runtime and cached model files
 // (runtime.js) are shared with the embeddable widget (widget.js).
 //
+// A 2-D model draws 2,000 points; an image model (info.image) draws a grid of n = g×g images, with
+// previews of the current state while it samples.
+//
 // For tests and embedding:
 //   document.body.dataset.state  "loading" | "ready" | "busy" | "done" | "error"
+//   document.body.dataset.kind   "points" | "images": what the current model draws
+//   document.body.dataset.previews  previews drawn during the last image generate
 //   window.asbmLastPoints        Float32Array of the last generated points (x0, y0, x1, y1, …)
-//   window.asbmLastResult        the last result object (ms, adapter, method, steps, seed)
+//   window.asbmLastImages        Float32Array of the last generated images (n×C×H×W, in [−1, 1])
+//   window.asbmLastResult        the last result object (ms, adapter, method, steps, seed, n, shape,
+//                                device, first)
+//   window.asbmWarmup            the last warm-up ({ms, device}) or its error
 //   document.body.dataset.weights "cache" | "network": where the current model file came from
 // URL parameters: ?model=NAME picks a model, ?device=gpu|cpu overrides the automatic choice (a
 // software WebGPU adapter such as SwiftShader is slower than the CPU path, so "auto" takes the CPU
-// there and says so).
-import { drawAxes, drawPoints as plotPoints, drawMessage as plotMessage } from './plot.js';
+// there and says so), ?grid=1|2|4|8 the image grid.
+import {
+  drawAxes, drawPoints as plotPoints, drawMessage as plotMessage, drawImages, drawPlaceholder, gridLayout,
+} from './plot.js';
 import { startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive } from './runtime.js';
 
 const POINTS = 2000;
+const SIZE = 560; // the canvas's width in CSS pixels (style.css)
+const GRIDS = ['1', '2', '4', '8'];
 const BASE = new URL('./', import.meta.url);
 
 const $ = (id) => document.getElementById(id);
@@ -23,14 +35,20 @@ const ui = {
   sampler: $('sampler'), seed: $('seed'), generate: $('generate'), download: $('download'),
   progress: $('progress'), timing: $('timing'), status: $('status'), message: $('message'),
   canvas: $('plot'), form: $('controls'), clearCache: $('clear-cache'),
+  grid: $('grid'), gridField: $('grid-field'), caption: $('caption'), deviceInfo: $('device-info'),
 };
 const params = new URLSearchParams(location.search);
 let forcedDevice = ['gpu', 'cpu'].includes(params.get('device')) ? params.get('device') : '';
+if (GRIDS.includes(params.get('grid'))) ui.grid.value = params.get('grid');
 
 let info = null;   // what asbm.load returned for the current model
 let busy = false;
-let last = null;   // {points, nfe, sampler, seed}
+let last = null;   // {nfe, sampler, seed, grid}
 let models = [];   // what listModels returned
+let warm = null;   // the current model's warm-up result, or null
+let shaderF16 = null; // whether the WebGPU adapter offers shader-f16 (null: unknown)
+// Generate times of the current model by setting (timingText): {first: ms of the cold run, warm: [ms…]}.
+let times = {};
 
 function setState(s) { document.body.dataset.state = s; }
 function status(text) { ui.status.textContent = text; }
@@ -86,8 +104,50 @@ function updateNFELabel() {
 
 // --- drawing (plot.js) ------------------------------------------------------------------------
 
-function drawPoints(points) { return plotPoints(ui.canvas, points); }
+function isImage() { return !!(info && info.image); }
+
+// pointsCanvas gives the canvas back its square size and look after an image grid.
+function pointsCanvas() {
+  ui.canvas.classList.remove('images');
+  if (ui.canvas.width !== SIZE) ui.canvas.width = SIZE;
+  if (ui.canvas.height !== SIZE) ui.canvas.height = SIZE;
+}
+
+function drawPoints(points) { pointsCanvas(); return plotPoints(ui.canvas, points); }
 function drawMessage(text) { plotMessage(ui.canvas, text); }
+
+function gridSize() { return Number(ui.grid.value) || 1; }
+
+function drawGrid(images, shape) {
+  ui.canvas.classList.add('images');
+  return drawImages(ui.canvas, images, shape, { cols: gridSize(), target: SIZE });
+}
+
+// blankCanvas shows what the current model will draw: axes for points, an empty frame for images.
+function blankCanvas() {
+  if (!isImage()) { pointsCanvas(); drawAxes(ui.canvas); return; }
+  ui.canvas.classList.add('images');
+  const [, H, W] = info.shape;
+  const g = gridSize();
+  const shape = [g * g, 1, H, W];
+  // The placeholder has the size the grid will have, so the page does not jump on Generate.
+  const { width, height } = gridLayout(shape, g, SIZE, 2);
+  drawPlaceholder(ui.canvas, 'Press Generate', width, height);
+}
+
+function updateKind() {
+  const image = isImage();
+  document.body.dataset.kind = image ? 'images' : 'points';
+  ui.gridField.hidden = !image;
+  if (image) {
+    const [C, H, W] = info.shape;
+    ui.caption.textContent = `A grid of ${C === 1 ? 'grey' : 'colour'} ${H}×${W} images, shown enlarged pixel by pixel.`;
+    ui.canvas.setAttribute('aria-label', 'generated images');
+  } else {
+    ui.caption.textContent = '2,000 samples on [−4, 4]².';
+    ui.canvas.setAttribute('aria-label', 'generated points');
+  }
+}
 
 // --- actions -------------------------------------------------------------------------------
 
@@ -98,15 +158,80 @@ async function listModels() {
 
 function chooseDevice() {
   if (forcedDevice) return forcedDevice;
-  return info && info.software ? 'cpu' : 'gpu';
+  if (!info || !info.webgpu || info.gpuError) return 'cpu';
+  return info.software ? 'cpu' : 'gpu';
 }
 
 function deviceNote() {
   const d = chooseDevice();
   if (d === 'cpu' && !forcedDevice) {
+    if (info.gpuError) return `the GPU path cannot run this model (${info.gpuError}): using the CPU path`;
+    if (!info.webgpu) return 'CPU path';
     return `software WebGPU adapter (${info.adapter}): using the faster CPU path`;
   }
   return d === 'cpu' ? 'CPU path (forced)' : `GPU: ${info.adapter}`;
+}
+
+// precisionNote says in which precision the model runs and why (only f32 kernels exist so far).
+function precisionNote() {
+  const parts = ['Kernels: f32'];
+  if (chooseDevice() === 'gpu') {
+    if (shaderF16 === false) parts[0] += ' (this adapter has no shader-f16)';
+    else if (shaderF16) parts[0] += ' (f16 kernels are not shipped yet)';
+  }
+  if (info.weights && info.weights !== 'f32') parts.push(`weights stored as ${info.weights}, widened to f32`);
+  if (isImage()) {
+    const [C, H, W] = info.shape;
+    parts.push(`U-Net, ${info.params.toLocaleString('en')} parameters per network, ${C}×${H}×${W} images`);
+  }
+  return parts.join(' · ');
+}
+
+// probeF16 asks the adapter whether it has shader-f16 (for the info line only).
+async function probeF16() {
+  try {
+    const a = navigator.gpu && await navigator.gpu.requestAdapter();
+    shaderF16 = a ? a.features.has('shader-f16') : null;
+  } catch {
+    shaderF16 = null;
+  }
+}
+
+// warmUp runs one tiny forward per network on the chosen path (asbm.warmup), so the first Generate
+// does not stall on shader compilation. A failure is reported, not fatal: Generate retries.
+async function warmUp() {
+  const device = chooseDevice();
+  status(device === 'gpu' ? 'Compiling the shaders (warm-up)…' : 'Warming up…');
+  try {
+    warm = await exclusive(() => globalThis.asbm.warmup({ device }));
+  } catch (e) {
+    warm = null;
+    console.warn('warm-up failed:', e);
+    window.asbmWarmup = { error: String(e && e.message ? e.message : e) };
+    return;
+  }
+  window.asbmWarmup = warm;
+}
+
+function median(v) {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// timingText records r's time and describes it: the first run of a model on a device is cold
+// (pipelines, buffers and caches are built), later ones are warm; both are kept per setting
+// (device, sampler, NFE, n), so only like is compared with like.
+function timingText(r, what) {
+  const key = `${r.device}|${r.method}|${r.steps}|${r.n}`;
+  const t = times[key] || (times[key] = { first: null, warm: [] });
+  if (r.first) t.first = r.ms; else t.warm.push(r.ms);
+  const text = `${what} in ${r.ms.toFixed(1)} ms (${r.first ? 'first run' : 'warm'})`;
+  const rest = [];
+  if (!r.first && t.first !== null) rest.push(`first run ${t.first.toFixed(0)} ms`);
+  if (t.warm.length > 1) rest.push(`warm median ${median(t.warm).toFixed(1)} ms of ${t.warm.length}`);
+  if (warm && r.first) rest.push(`after a ${warm.ms.toFixed(0)} ms warm-up`);
+  return text + (rest.length ? ' · ' + rest.join(' · ') : '');
 }
 
 async function loadModel(value) {
@@ -137,6 +262,14 @@ async function loadModel(value) {
     return;
   }
   document.body.dataset.weights = from;
+  times = {};
+  warm = null;
+  last = null;
+  ui.download.disabled = true;
+  ui.timing.textContent = '';
+  updateKind();
+  blankCanvas();
+  await warmUp();
   const hasGen = info.nets.includes('gen');
   const hasODE = info.samplers.includes('ode');
   ui.sampler.querySelector('option[value=ode]').disabled = !hasODE;
@@ -147,6 +280,7 @@ async function loadModel(value) {
   ui.generate.disabled = false;
   status(`Ready: ${info.dataset || url}` + (from ? (from === 'cache' ? ' · from cache' : ' · downloaded') : '') +
     ` · ${deviceNote()}`);
+  ui.deviceInfo.textContent = precisionNote() + (warm ? ` · warm-up ${warm.ms.toFixed(0)} ms` : '');
   setState('ready');
 }
 
@@ -161,22 +295,54 @@ async function generate() {
     return;
   }
   const sampler = ui.sampler.value;
+  const image = isImage();
+  const g = gridSize();
   busy = true;
   ui.generate.disabled = true;
   ui.model.disabled = true;
+  ui.grid.disabled = true;
   ui.progress.value = 0;
   setState('busy');
   clearError();
   status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
+  const opts = { nfe, seed, sampler, device: chooseDevice() };
+  let previews = 0;
+  if (image) {
+    opts.n = g * g;
+    // About a dozen previews per run: each is one copy of the state and one redraw.
+    opts.preview = Math.max(1, Math.round(nfe / 12));
+    opts.onProgress = (step, total, pv) => {
+      ui.progress.value = total > 0 ? step / total : 0;
+      if (pv) {
+        drawGrid(pv.images, pv.shape);
+        previews++;
+        status(`Generating… step ${step} of ${total} (preview of the current state)`);
+      }
+    };
+  } else {
+    opts.points = POINTS;
+  }
   try {
-    const r = await exclusive(() => globalThis.asbm.generate({ nfe, seed, sampler, points: POINTS, device: chooseDevice() }));
-    window.asbmLastPoints = r.points;
-    window.asbmLastResult = { ms: r.ms, adapter: r.adapter, method: r.method, steps: r.steps, seed: r.seed };
-    last = { points: r.points, nfe, sampler: r.method, seed };
-    const outside = drawPoints(r.points);
-    ui.timing.textContent = `${r.points.length / 2} points in ${r.ms.toFixed(1)} ms`;
-    status(`${r.method === 'gen' ? 'one-step generator' : r.method === 'ode' ? 'PF-ODE (Heun)' : 'backward SDE'}` +
-      `, NFE ${nfe}, seed ${seed} · ${r.adapter}` + (outside ? ` · ${outside} points outside the view` : ''));
+    const r = await exclusive(() => globalThis.asbm.generate(opts));
+    window.asbmLastResult = {
+      ms: r.ms, adapter: r.adapter, method: r.method, steps: r.steps, seed: r.seed, n: r.n,
+      device: r.device, first: r.first, shape: r.shape || null,
+    };
+    const how = `${r.method === 'gen' ? 'one-step generator' : r.method === 'ode' ? 'PF-ODE (Heun)' : 'backward SDE'}` +
+      `, NFE ${nfe}, seed ${seed} · ${r.adapter}`;
+    if (image) {
+      window.asbmLastImages = r.images;
+      document.body.dataset.previews = String(previews);
+      drawGrid(r.images, r.shape);
+      ui.timing.textContent = timingText(r, `${r.n} image${r.n === 1 ? '' : 's'}`);
+      status(how);
+    } else {
+      window.asbmLastPoints = r.points;
+      const outside = drawPoints(r.points);
+      ui.timing.textContent = timingText(r, `${r.points.length / 2} points`);
+      status(how + (outside ? ` · ${outside} points outside the view` : ''));
+    }
+    last = { nfe, sampler: r.method, seed, grid: image ? g : 0 };
     ui.download.disabled = false;
     ui.progress.value = 1;
     setState('done');
@@ -186,12 +352,20 @@ async function generate() {
     busy = false;
     ui.generate.disabled = !info;
     ui.model.disabled = false;
+    ui.grid.disabled = false;
   }
+}
+
+// pngName is the download's file name: model, NFE, sampler, seed (and grid), so a picture can be
+// made again from its name.
+function pngName() {
+  const ds = String(info.dataset || 'model').replace(/[^A-Za-z0-9._-]+/g, '-');
+  return `asbm-${ds}-nfe${last.nfe}-${last.sampler}-seed${last.seed}` + (last.grid ? `-${last.grid}x${last.grid}` : '') + '.png';
 }
 
 function downloadPNG() {
   if (!last) return;
-  const name = `asbm-${info.dataset || 'model'}-nfe${last.nfe}-${last.sampler}-seed${last.seed}.png`;
+  const name = pngName();
   ui.canvas.toBlob((blob) => {
     if (!blob) return;
     const a = document.createElement('a');
@@ -207,6 +381,7 @@ function downloadPNG() {
 // startWasm starts the page's one Go runtime (runtime.js) and hooks up the progress bar.
 async function startWasm() {
   await startRuntime(BASE, () => showError('The Go program stopped; reload the page.'));
+  // Progress of 2-D models (image models pass their own callback, with previews).
   globalThis.asbm.onProgress = (step, total) => { ui.progress.value = total > 0 ? step / total : 0; };
 }
 
@@ -228,6 +403,10 @@ async function main() {
   ui.download.addEventListener('click', downloadPNG);
   ui.model.addEventListener('change', () => loadModel(ui.model.value));
   ui.clearCache.addEventListener('click', clearWeights);
+  ui.grid.addEventListener('change', () => {
+    // The grid on screen stays until the next Generate, unless there is none yet.
+    if (isImage() && !last) blankCanvas();
+  });
   if (!globalThis.caches) ui.clearCache.hidden = true; // no Cache API (insecure context): nothing cached
   updateNFELabel();
   drawAxes(ui.canvas);
@@ -250,13 +429,15 @@ async function start() {
   try {
     status('Loading the WebAssembly client…');
     wasmStarted = wasmStarted || startWasm();
-    [models] = await Promise.all([listModels(), wasmStarted]);
+    [models] = await Promise.all([listModels(), wasmStarted, probeF16()]);
     if (models.length === 0) {
       showError('The server offers no model files: train one with `backend train`, or put *.msgpack files in weights/.');
       return;
     }
     ui.model.textContent = '';
     for (const m of models) ui.model.add(new Option(m.label, m.value));
+    // The list comes from /api/models: image models (digits, fashion, emoji, …) are there too once
+    // their weights are; the page finds out what a model draws when it loads it (info.image).
     const wanted = params.get('model') || '8gaussians';
     const pick = models.find((m) => m.name === wanted) || models[0];
     ui.model.value = pick.value;

@@ -1,6 +1,6 @@
 // The /embed page: one <asbm-generator> filling the frame, configured by the query string
-// (?model=NAME&nfe=N&seed=S&sampler=sde|ode). Invalid values are dropped, so the element's
-// defaults apply rather than an error.
+// (?model=NAME&nfe=N&seed=S&sampler=sde|ode&grid=1|2|4|8). Invalid values are dropped, so the
+// element's defaults apply rather than an error.
 import './widget.js';
 
 const q = new URLSearchParams(location.search);
@@ -12,4 +12,5 @@ for (const [name, hi] of [['nfe', 100], ['seed', Number.MAX_SAFE_INTEGER]]) {
   if (q.has(name) && Number.isInteger(v) && v >= 0 && v <= hi) el.setAttribute(name, String(v));
 }
 if (['sde', 'ode'].includes(q.get('sampler'))) el.setAttribute('sampler', q.get('sampler'));
+if (['1', '2', '4', '8'].includes(q.get('grid'))) el.setAttribute('grid', q.get('grid'));
 document.body.append(el);

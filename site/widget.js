@@ -2,22 +2,29 @@
 //
 //   <script type="module" src="https://HOST/widget.js"></script>
 //   <asbm-generator model="8gaussians" nfe="1" seed="0" sampler="ode"></asbm-generator>
+//   <asbm-generator model="digits" nfe="8" grid="2"></asbm-generator>
 //
-// Each element draws 2,000 samples of the named model (same drawing as the page, plot.js) with a
+// Each element draws samples of the named model (same drawing as the page, plot.js) with a
 // Generate button and an NFE slider, inside its own shadow DOM so the host page's CSS neither
-// leaks in nor out. Everything it needs (wasm_exec.js, asbm.wasm, /api/models, the model files)
+// leaks in nor out: 2,000 points for a 2-D model, a grid×grid grid of images for an image model
+// (grid = 1, 2, 4 or 8; default 1, one image), previewed while it samples and sized for a column of
+// text (at most 300 px wide, smaller on narrow screens). Everything it needs (wasm_exec.js, asbm.wasm, /api/models, the model files)
 // comes from this script's own origin, derived from import.meta.url, so it works on a page of any
 // origin; the server sends CORS headers for exactly those files. Every element on a page shares
 // the one Go runtime (runtime.js); the client holds one model at a time, so loads and generates
 // are queued (exclusive) and an element reloads its model only when another one was loaded since.
 //
 // For scripts and tests: element.dataset.state is "loading" | "ready" | "busy" | "done" | "error";
-// element.lastPoints is the last Float32Array of points; element.generate() runs one draw.
-import { drawAxes, drawPoints, drawMessage } from './plot.js';
+// element.dataset.kind is "points" | "images" once loaded; element.lastPoints is the last
+// Float32Array of points, element.lastImages / element.lastShape the last images ([n, C, H, W]);
+// element.generate() runs one draw.
+import { drawAxes, drawPoints, drawMessage, drawImages, drawPlaceholder, gridLayout } from './plot.js';
 import { startRuntime, listModels, fetchModel, exclusive } from './runtime.js';
 
 const BASE = new URL('./', import.meta.url);
 const POINTS = 2000;
+const SIZE = 300; // the canvas's size in CSS pixels: fits a column of text
+const GRIDS = [1, 2, 4, 8];
 
 // The model list is asked for once per page, whatever the number of elements.
 function models() {
@@ -33,8 +40,8 @@ const STYLE = `
   :host { --panel: #1e2129; --accent: #7aa2ff; --fg: #e6e8ee; --muted: #9aa3b5; --error-bg: #3b1714; --error-fg: #ffb4a8; }
 }
 .box { display: flex; flex-direction: column; align-items: center; gap: .4rem; max-width: 100%; }
-canvas { height: 300px; max-height: 300px; max-width: 100%; aspect-ratio: 1; background: var(--panel);
-  border-radius: 6px; display: block; }
+canvas { height: auto; max-width: 100%; background: var(--panel); border-radius: 6px; display: block; }
+canvas.images { image-rendering: pixelated; }
 .bar { display: flex; flex-wrap: wrap; align-items: center; gap: .6rem; max-width: 100%; }
 button { font: inherit; padding: .3rem .9rem; border-radius: 5px; border: 1px solid var(--accent);
   background: var(--accent); color: #fff; cursor: pointer; }
@@ -56,8 +63,14 @@ function intAttr(el, name, def, lo, hi) {
   return el.hasAttribute(name) && Number.isInteger(v) && v >= lo && v <= hi ? v : def;
 }
 
+// gridAttr is the grid attribute when it is one of GRIDS, else 1.
+function gridAttr(el) {
+  const g = Number(el.getAttribute('grid'));
+  return GRIDS.includes(g) ? g : 1;
+}
+
 export class ASBMGenerator extends HTMLElement {
-  static get observedAttributes() { return ['nfe']; }
+  static get observedAttributes() { return ['nfe', 'grid']; }
 
   constructor() {
     super();
@@ -66,7 +79,7 @@ export class ASBMGenerator extends HTMLElement {
     // (this site's own) would block an inline one.
     root.adoptedStyleSheets = [sheet()];
     root.innerHTML = `<div class="box" part="box">
-  <canvas width="300" height="300" part="canvas" aria-label="generated points"></canvas>
+  <canvas width="300" height="300" part="canvas" aria-label="generated samples"></canvas>
   <div class="bar">
     <button type="button" part="button" disabled>Generate</button>
     <label>NFE <input type="range" min="1" max="100" step="1" value="1"><output>1</output></label>
@@ -79,6 +92,9 @@ export class ASBMGenerator extends HTMLElement {
     this.nfeOut = root.querySelector('output');
     this.statusEl = root.querySelector('.status');
     this.lastPoints = null;
+    this.lastImages = null;
+    this.lastShape = null;
+    this.info = null;   // what asbm.load said about the model
     this.model = null;  // the entry of /api/models
     this.device = '';   // "cpu" when the client should take the CPU path
     this.ready = null;  // promise of the first load
@@ -99,6 +115,24 @@ export class ASBMGenerator extends HTMLElement {
       this.slider.value = String(intAttr(this, 'nfe', 1, 1, 100));
       this.nfeOut.textContent = this.slider.value;
     }
+    if (name === 'grid' && this.isImage() && this.dataset.state === 'ready') this.blank();
+  }
+
+  isImage() { return !!(this.info && this.info.image); }
+
+  // blank shows what the element will draw: axes for points, an empty frame the size of the grid.
+  blank() {
+    if (!this.isImage()) { this.canvas.width = SIZE; this.canvas.height = SIZE; drawAxes(this.canvas, this); return; }
+    const [, H, W] = this.info.shape;
+    const g = gridAttr(this);
+    const { width, height } = gridLayout([g * g, 1, H, W], g, SIZE, 2);
+    this.canvas.classList.add('images');
+    drawPlaceholder(this.canvas, 'Press Generate', width, height, this);
+  }
+
+  drawGrid(images, shape) {
+    this.canvas.classList.add('images');
+    drawImages(this.canvas, images, shape, { cols: gridAttr(this), target: SIZE, styleFrom: this });
   }
 
   status(t) { this.statusEl.textContent = t; }
@@ -119,9 +153,23 @@ export class ASBMGenerator extends HTMLElement {
       this.model = list.find((m) => m.name === want);
       if (!this.model) throw new Error(`no model "${want}" on ${BASE.origin} (have: ${list.map((m) => m.name).join(', ')})`);
       if (!navigator.gpu) this.device = 'cpu';
-      const info = await exclusive(() => this.ensureLoaded(true));
-      if (info && info.software) this.device = 'cpu';
+      const info = await exclusive(async () => {
+        const i = await this.ensureLoaded(true);
+        // A software adapter, or a model the GPU kernels cannot run yet: the CPU path.
+        if (i && (i.software || i.gpuError)) {
+          this.device = 'cpu';
+          // The model on the client serves the CPU path as it is: no reload at the first Generate.
+          globalThis.__asbmLoaded = `${this.model.url}#${this.model.sha256}#cpu`;
+        }
+        // One tiny forward so the first Generate does not stall on shader compilation.
+        await globalThis.asbm.warmup({ device: this.device || 'gpu' }).catch((e) => console.warn('asbm-generator: warm-up failed:', e));
+        return i;
+      });
+      this.info = info;
       if (info && !info.nets.includes('gen')) this.slider.min = '2';
+      this.dataset.kind = this.isImage() ? 'images' : 'points';
+      this.canvas.setAttribute('aria-label', this.isImage() ? 'generated images' : 'generated points');
+      this.blank();
       this.button.disabled = false;
       this.status(`Ready: ${this.model.name}` + (this.device === 'cpu' ? ' · CPU path' : ` · ${info.adapter}`));
       this.dataset.state = 'ready';
@@ -154,26 +202,46 @@ export class ASBMGenerator extends HTMLElement {
     return info;
   }
 
-  // generate draws POINTS samples with the slider's NFE and the element's seed and sampler.
+  // generate draws POINTS points, or grid×grid images, with the slider's NFE and the element's seed
+  // and sampler.
   async generate() {
     await this.ready;
     if (this.dataset.state === 'busy' || !this.model) return;
     const nfe = Number(this.slider.value);
     const seed = intAttr(this, 'seed', 0, 0, Number.MAX_SAFE_INTEGER);
     const sampler = this.getAttribute('sampler') === 'ode' ? 'ode' : 'sde';
+    const image = this.isImage();
+    const g = gridAttr(this);
     this.dataset.state = 'busy';
     this.button.disabled = true;
     this.status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
     try {
       const r = await exclusive(async () => {
         await this.ensureLoaded(false);
-        const opt = { nfe, seed, sampler, points: POINTS };
+        const opt = { nfe, seed, sampler };
+        if (image) {
+          opt.n = g * g;
+          opt.preview = Math.max(1, Math.round(nfe / 8));
+          opt.onProgress = (step, total, pv) => {
+            if (pv) this.drawGrid(pv.images, pv.shape);
+            this.status(`Generating… step ${step} of ${total}`);
+          };
+        } else {
+          opt.points = POINTS;
+        }
         if (this.device === 'cpu') opt.device = 'cpu';
         return globalThis.asbm.generate(opt);
       });
-      this.lastPoints = r.points;
-      drawPoints(this.canvas, r.points, this);
-      this.status(`${this.model.name} · NFE ${nfe} · ${r.points.length / 2} points in ${r.ms.toFixed(0)} ms`);
+      if (image) {
+        this.lastImages = r.images;
+        this.lastShape = r.shape;
+        this.drawGrid(r.images, r.shape);
+        this.status(`${this.model.name} · NFE ${nfe} · ${r.n} image${r.n === 1 ? '' : 's'} in ${r.ms.toFixed(0)} ms`);
+      } else {
+        this.lastPoints = r.points;
+        drawPoints(this.canvas, r.points, this);
+        this.status(`${this.model.name} · NFE ${nfe} · ${r.points.length / 2} points in ${r.ms.toFixed(0)} ms`);
+      }
       this.dataset.state = 'done';
     } catch (e) {
       this.fail(e);

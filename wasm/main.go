@@ -1,22 +1,32 @@
 //go:build js && wasm
 
 // Command wasm is the browser client: a small JavaScript API over shaders/ that loads a model file
-// and draws samples on the visitor's GPU through WebGPU.
+// and draws samples on the visitor's GPU through WebGPU, or on the CPU path (plain Go).
 //
-//	await asbm.load("/weights/8gaussians.msgpack")   // → info {dataset, arch, nets, adapter, …}
-//	await asbm.generate({nfe: 8, seed: 1, sampler: "sde", points: 2000})
-//	                                                  // → {points: Float32Array, ms, adapter, …}
-//	asbm.onProgress = (step, total) => { … }
+//	await asbm.load("/weights/8gaussians.msgpack")   // → info {dataset, arch, image, shape, nets, adapter, …}
+//	await asbm.warmup({device: "gpu"})               // one tiny forward per network: compiles the shaders
+//	await asbm.generate({nfe: 8, seed: 1, sampler: "sde", n: 2000})
+//	        // 2-D model → {points: Float32Array, ms, adapter, …}
+//	        // image model → {images: Float32Array (n×C×H×W, values in about [−1, 1]), shape: [n, C, H, W], …}
+//	asbm.onProgress = (step, total, preview) => { … }  // or generate({…, onProgress})
 //
 // nfe 1 runs the distilled one-step generator; nfe 2…100 runs the backward SDE ("sde") or the
 // Heun PF-ODE ("ode") with nfe steps (asbm.md §3.3; the shared sampling conventions). The noise
-// comes from the same seeded Go PRNG as `backend sample`, so a seed gives the same points here and
+// comes from the same seeded Go PRNG as `backend sample`, so a seed gives the same samples here and
 // there.
+//
+// Image models are sampled by the stepper (wasm/stepper: the same arithmetic as shaders' samplers,
+// one network call at a time), which gives what a page drawing images needs: with {preview: k} the
+// progress callback gets the current state {images, shape, step} every k steps; the page's event
+// loop runs between network calls (no freeze longer than one call); and a batch is split into
+// chunks that fit the device's storage-binding limit on the GPU, or a time budget on the CPU,
+// without changing the noise. On the GPU without previews (and a batch that fits), and for 2-D
+// models, shaders.SampleGPU / SampleCPU run instead (on the GPU, x stays on the device).
 //
 // Concurrency: a js.FuncOf callback runs on the JS event loop, and WebGPU readback awaits a
 // promise, so blocking inside the callback would deadlock (syscall/js FuncOf docs). Every API call
-// therefore returns a Promise at once and does its work in a goroutine; a mutex keeps one load or
-// generate on the GPU at a time.
+// but info() therefore returns a Promise at once and does its work in a goroutine; a mutex keeps one
+// load or generate at a time. info() never waits for that mutex: it reads a snapshot.
 package main
 
 import (
@@ -27,7 +37,6 @@ import (
 	"strings"
 	"sync"
 	"syscall/js"
-	"time"
 
 	"asbm/shaders"
 	"asbm/weights"
@@ -38,6 +47,7 @@ import (
 var (
 	loadFunc     js.Func
 	generateFunc js.Func
+	warmupFunc   js.Func
 	infoFunc     js.Func
 )
 
@@ -47,7 +57,8 @@ var api js.Value
 // Limits of generate's arguments.
 const (
 	maxNFE    = 100
-	maxPoints = 10000
+	maxPoints = 10000     // rows of a 2-D model
+	maxImages = 256       // rows of an image model (a 16×16 grid)
 	maxSeed   = 1<<53 - 1 // the largest integer a JS number holds exactly
 )
 
@@ -57,8 +68,11 @@ type model struct {
 	file                 *weights.File
 	bytes                int
 	beta0, beta1, sigmaV float64
+	image                bool            // arch kind "unet": rows are C×H×W images
 	cpu                  shaders.CPUNets // nil entries: the file lacks that net
 	gpu                  shaders.Nets    // built lazily on the current device
+	gpuErr               string          // why the networks could not be put on the GPU ("" if they could, or were not tried)
+	runs                 map[string]int  // generate calls so far, by device ("cpu", "gpu")
 }
 
 // client is the state behind the API; mu serialises every call that touches it.
@@ -66,11 +80,20 @@ type client struct {
 	mu    sync.Mutex
 	dev   *shaders.Device
 	model *model
+
+	snapMu sync.Mutex     // guards snap only, and is never held while waiting
+	snap   map[string]any // what info() returns; nil before the first load
 }
 
 var cl client
 
 func main() {
+	install()
+	select {} // keep the Go program, and so the API, alive
+}
+
+// install creates globalThis.asbm.
+func install() {
 	api = js.Global().Get("Object").New()
 	loadFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
 		return promise(func() (any, error) { return load(args) })
@@ -78,21 +101,26 @@ func main() {
 	generateFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
 		return promise(func() (any, error) { return generate(args) })
 	})
+	warmupFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
+		return promise(func() (any, error) { return warmup(args) })
+	})
+	// info runs on the event loop while a generate may hold cl.mu across awaits (or call this very
+	// function from its progress callback), so it must not wait for cl.mu: it returns a snapshot.
 	infoFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
-		cl.mu.Lock()
-		defer cl.mu.Unlock()
-		if cl.model == nil {
+		cl.snapMu.Lock()
+		defer cl.snapMu.Unlock()
+		if cl.snap == nil {
 			return js.Null()
 		}
-		return cl.info()
+		return cl.snap
 	})
 	api.Set("load", loadFunc)
 	api.Set("generate", generateFunc)
+	api.Set("warmup", warmupFunc)
 	api.Set("info", infoFunc)
 	api.Set("onProgress", js.Null())
-	api.Set("limits", map[string]any{"maxNFE": maxNFE, "maxPoints": maxPoints, "maxSeed": maxSeed})
+	api.Set("limits", map[string]any{"maxNFE": maxNFE, "maxPoints": maxPoints, "maxImages": maxImages, "maxSeed": maxSeed})
 	js.Global().Set("asbm", api)
-	select {} // keep the Go program, and so the API, alive
 }
 
 // promise runs work in a goroutine and returns a Promise settled with its result. A panic in work
@@ -252,9 +280,12 @@ func load(args []js.Value) (any, error) {
 	if err := cl.openDevice(); err != nil {
 		return nil, err
 	}
+	collectJSValues()
 	if err := cl.upload(m); err != nil {
-		cl.dropDevice()
-		return nil, err
+		// The file is fine and the CPU path can run it; info says why the GPU cannot (an
+		// architecture the WGSL kernels do not cover yet, a device lost mid-upload), and a later
+		// generate on the GPU tries again.
+		m.gpuErr = err.Error()
 	}
 	cl.setModel(m)
 	return cl.info(), nil
@@ -277,7 +308,7 @@ func deviceOption(o js.Value) (string, error) {
 
 // newModel reads the schedule and builds the CPU copies of the networks the file holds.
 func newModel(url string, f *weights.File, n int) (*model, error) {
-	m := &model{url: url, file: f, bytes: n}
+	m := &model{url: url, file: f, bytes: n, image: f.Arch.Kind == "unet", runs: map[string]int{}}
 	var ok bool
 	if m.beta0, ok = f.MetaFloat("beta0"); !ok {
 		return nil, errors.New(`meta "beta0" is missing: re-export the model with backend export`)
@@ -348,22 +379,32 @@ func (c *client) setModel(m *model) {
 		old.gpu = shaders.Nets{}
 	}
 	c.model = m
+	c.refresh()
 }
 
 // dropDevice forgets the device and everything on it; the next call starts afresh.
 func (c *client) dropDevice() {
 	if c.model != nil {
 		c.model.gpu = shaders.Nets{}
+		delete(c.model.runs, "gpu") // the next GPU run is cold again
 	}
 	if c.dev != nil {
 		c.dev.Close()
 		c.dev = nil
 	}
+	c.refresh()
 }
 
-// upload puts m's networks on the current device.
+// upload puts m's networks on the current device; on failure it frees what it uploaded.
 func (c *client) upload(m *model) error {
 	var g shaders.Nets
+	free := func() {
+		for _, n := range []*shaders.GPUNet{g.Score, g.Control, g.Gen} {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}
 	for _, p := range []struct {
 		src *shaders.Net
 		dst **shaders.GPUNet
@@ -373,12 +414,25 @@ func (c *client) upload(m *model) error {
 		}
 		gm, err := shaders.NewGPUNet(c.dev, p.src)
 		if err != nil {
+			free()
 			return fmt.Errorf("upload network to the GPU: %v", err)
 		}
 		*p.dst = gm
 	}
 	m.gpu = g
+	m.gpuErr = ""
 	return nil
+}
+
+// refresh rebuilds the snapshot info() returns; call it with c.mu held after any change.
+func (c *client) refresh() {
+	var snap map[string]any
+	if c.model != nil {
+		snap = c.info()
+	}
+	c.snapMu.Lock()
+	c.snap = snap
+	c.snapMu.Unlock()
 }
 
 // info describes the loaded model for the page.
@@ -405,143 +459,62 @@ func (c *client) info() map[string]any {
 	if c.dev != nil {
 		adapter, software = c.dev.AdapterInfo(), c.dev.IsSoftware()
 	}
-	return map[string]any{
-		"url":      m.url,
-		"bytes":    m.bytes,
-		"dataset":  ds,
-		"arch":     map[string]any{"kind": a.Kind, "dim": a.Dim, "hidden": a.Hidden, "layers": a.Layers, "fourier": a.Fourier},
-		"nets":     nets,
-		"samplers": samplers,
-		"beta0":    m.beta0,
-		"beta1":    m.beta1,
-		"sigmaV":   m.sigmaV,
-		"adapter":  adapter,
-		"software": software, // a CPU rasteriser: the CPU path is faster (design.md)
-		"webgpu":   c.dev != nil,
+	mults := make([]any, len(a.Mults))
+	for i, v := range a.Mults {
+		mults[i] = v
 	}
+	arch := map[string]any{"kind": a.Kind, "dim": a.Dim, "hidden": a.Hidden, "layers": a.Layers, "fourier": a.Fourier,
+		"channels": a.Channels, "height": a.Height, "width": a.Width, "base": a.Base, "mults": mults,
+		"resBlocks": a.ResBlocks, "groups": a.Groups, "timeEmb": a.TimeEmb}
+	params := 0
+	_, shapes := shaders.ParamShapes(a)
+	for _, sh := range shapes {
+		n := 1
+		for _, v := range sh {
+			n *= v
+		}
+		params += n
+	}
+	info := map[string]any{
+		"url":       m.url,
+		"bytes":     m.bytes,
+		"dataset":   ds,
+		"arch":      arch,
+		"image":     m.image,
+		"params":    params, // per network
+		"nets":      nets,
+		"samplers":  samplers,
+		"beta0":     m.beta0,
+		"beta1":     m.beta1,
+		"sigmaV":    m.sigmaV,
+		"adapter":   adapter,
+		"software":  software, // a CPU rasteriser: the CPU path is faster (design.md)
+		"webgpu":    c.dev != nil,
+		"gpuError":  m.gpuErr,
+		"precision": "f32", // every kernel computes in f32; f16 files are widened on load
+		"weights":   weightsDType(m.file),
+		"maxN":      maxPoints,
+	}
+	if m.image {
+		info["shape"] = []any{a.Channels, a.Height, a.Width}
+		info["maxN"] = maxImages
+	}
+	return info
 }
 
-// request is a checked generate() argument.
-type request struct {
-	nfe, points int
-	seed        uint64
-	sampler     string // "sde" or "ode"; ignored when nfe is 1
-	device      string // "cpu" runs the plain-Go twin (reference and fallback), "gpu" WebGPU, "" either as loaded
-}
-
-// parseRequest checks generate's options object; every rejection names the field and the range.
-func parseRequest(args []js.Value) (request, error) {
-	r := request{nfe: 1, points: 2000, sampler: "sde"}
-	o := arg0(args)
-	if o.Type() != js.TypeObject {
-		return r, errors.New("generate(options): options must be an object like {nfe: 8, seed: 1, sampler: \"sde\", points: 2000}")
+// weightsDType is how the file stores its tensors: "f32", "f16" or "f16+f32".
+func weightsDType(f *weights.File) string {
+	seen := map[string]bool{}
+	for _, t := range f.Tensors {
+		seen[t.DType] = true
 	}
-	intField := func(name string, lo, hi float64, dst *float64) error {
-		v := o.Get(name)
-		if v.Type() == js.TypeUndefined {
-			return nil
-		}
-		if v.Type() != js.TypeNumber {
-			return fmt.Errorf("generate: %s must be a number, got %s", name, v.Type())
-		}
-		f := v.Float()
-		if math.IsNaN(f) || f != math.Trunc(f) || f < lo || f > hi {
-			return fmt.Errorf("generate: %s must be an integer in [%g, %g], got %v", name, lo, hi, jsString(v))
-		}
-		*dst = f
-		return nil
+	switch {
+	case seen["f16"] && seen["f32"]:
+		return "f16+f32"
+	case seen["f16"]:
+		return "f16"
 	}
-	nfe, points, seed := float64(r.nfe), float64(r.points), 0.0
-	if err := intField("nfe", 1, maxNFE, &nfe); err != nil {
-		return r, err
-	}
-	if err := intField("points", 1, maxPoints, &points); err != nil {
-		return r, err
-	}
-	if err := intField("seed", 0, maxSeed, &seed); err != nil {
-		return r, err
-	}
-	r.nfe, r.points, r.seed = int(nfe), int(points), uint64(seed)
-	if v := o.Get("sampler"); v.Type() != js.TypeUndefined {
-		if v.Type() != js.TypeString || (v.String() != "sde" && v.String() != "ode") {
-			return r, fmt.Errorf(`generate: sampler must be "sde" (backward SDE) or "ode" (PF-ODE, Heun), got %s`, jsString(v))
-		}
-		r.sampler = v.String()
-	}
-	dev, err := deviceOption(o)
-	if err != nil {
-		return r, fmt.Errorf("generate: %v", err)
-	}
-	r.device = dev
-	return r, nil
-}
-
-// generate implements asbm.generate(options).
-func generate(args []js.Value) (any, error) {
-	req, err := parseRequest(args)
-	if err != nil {
-		return nil, err
-	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	m := cl.model
-	if m == nil {
-		return nil, errors.New("generate: no model loaded: call asbm.load(url) first")
-	}
-	o := shaders.SampleOptions{Points: req.points, Steps: req.nfe, Method: req.sampler, Seed: req.seed,
-		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV}
-	if req.nfe == 1 {
-		o.Method, o.Steps = "gen", 1
-		if m.cpu.Gen == nil {
-			return nil, errors.New("generate: this model has no distilled generator (gen/): choose NFE ≥ 2")
-		}
-	} else if m.cpu.Score == nil {
-		return nil, errors.New("generate: this model has no score network (score/): only NFE 1 works")
-	} else if o.Method == "ode" && m.cpu.Control == nil {
-		return nil, errors.New("generate: the PF-ODE needs the control network (control/), which this model lacks: use the SDE")
-	}
-
-	progress := func(step, total int) {
-		if cb := api.Get("onProgress"); cb.Type() == js.TypeFunction {
-			cb.Invoke(step, total)
-		}
-	}
-	useCPU := req.device == "cpu" || (req.device == "" && cl.dev == nil && noWebGPUMessage() != "")
-	var pts []float32
-	adapter := "CPU (Go)"
-	start := time.Now()
-	if useCPU {
-		pts, err = shaders.SampleCPU(m.cpu, o, progress)
-	} else {
-		if err := cl.openDevice(); err != nil {
-			return nil, err
-		}
-		if m.gpu == (shaders.Nets{}) {
-			if err := cl.upload(m); err != nil {
-				cl.dropDevice()
-				return nil, err
-			}
-		}
-		adapter = cl.dev.AdapterInfo()
-		pts, err = shaders.SampleGPU(cl.dev, m.gpu, o, progress)
-		if err != nil {
-			// Most often a lost device: start over on the next call.
-			cl.dropDevice()
-			return nil, fmt.Errorf("GPU sampling failed (the next Generate starts the GPU afresh): %v", err)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	ms := float64(time.Since(start).Microseconds()) / 1000
-	return map[string]any{
-		"points":  float32Array(pts),
-		"ms":      ms,
-		"adapter": adapter,
-		"method":  o.Method,
-		"steps":   o.Steps,
-		"seed":    float64(req.seed),
-	}, nil
+	return "f32"
 }
 
 // float32Array copies v into a new JS Float32Array.

@@ -8,13 +8,18 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"syscall/js"
 	"testing"
 	"time"
+
+	"asbm/shaders"
+	"asbm/weights"
 )
 
 func newRand() *rand.Rand {
@@ -174,3 +179,203 @@ type testError struct{}
 func (testError) Error() string { return "test failure: nfe out of range" }
 
 var errTest = testError{}
+
+func TestParseRequestCountPreviewCallback(t *testing.T) {
+	r := newRand()
+	n := 1 + r.IntN(maxPoints)
+	req, err := parseRequest([]js.Value{js.ValueOf(map[string]any{"n": n, "preview": 3})})
+	if err != nil || req.points != n || !req.nSet || req.preview != 3 {
+		t.Errorf("n %d preview 3: %+v, %v", n, req, err)
+	}
+	req, err = parseRequest([]js.Value{js.ValueOf(map[string]any{"n": n, "points": n})})
+	if err != nil || req.points != n || !req.nSet {
+		t.Errorf("equal n and points: %+v, %v", req, err)
+	}
+	if req, _ := parseRequest([]js.Value{js.ValueOf(map[string]any{})}); req.nSet || req.preview != 0 {
+		t.Errorf("defaults: nSet %v preview %d", req.nSet, req.preview)
+	}
+	cb := js.FuncOf(func(js.Value, []js.Value) any { return nil })
+	defer cb.Release()
+	req, err = parseRequest([]js.Value{js.ValueOf(map[string]any{"onProgress": cb})})
+	if err != nil || req.onProgress.Type() != js.TypeFunction {
+		t.Errorf("onProgress function: %v, %v", req.onProgress.Type(), err)
+	}
+	for _, c := range []struct {
+		opt  map[string]any
+		want string
+	}{
+		{map[string]any{"n": 0}, "n must be an integer in [1, 10000]"},
+		{map[string]any{"n": 2, "points": 3}, "n (2) and points (3) disagree"},
+		{map[string]any{"preview": -1}, "preview must be an integer in [0, 100]"},
+		{map[string]any{"preview": 1.5}, "preview must be an integer"},
+		{map[string]any{"onProgress": "log"}, "onProgress must be a function"},
+	} {
+		if _, err := parseRequest([]js.Value{js.ValueOf(c.opt)}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("parseRequest(%v) = %v, want %q", c.opt, err, c.want)
+		}
+	}
+}
+
+// tinyUNetFile is a model file with random U-Net networks (output layers included, so samples
+// depend on them) under score/, control/ and gen/.
+func tinyUNetFile(t *testing.T, r *rand.Rand) (*weights.File, []byte) {
+	t.Helper()
+	a := weights.Arch{Kind: "unet", Dim: 3 * 4 * 4, Channels: 3, Height: 4, Width: 4, Base: 4, Mults: []int{1, 2},
+		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 3}
+	f := weights.New(a)
+	names, shapes := shaders.ParamShapes(a)
+	for _, prefix := range []string{"score/", "control/", "gen/"} {
+		m, err := shaders.NewNet(a, r.Uint64())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range names {
+			p := m.Params[name]
+			if strings.HasPrefix(name, "out.") {
+				for j := range p {
+					p[j] = float32(0.3 * (2*r.Float64() - 1))
+				}
+			}
+			f.AddF32(prefix+name, shapes[i], p)
+		}
+	}
+	f.Meta["dataset"] = "tiny"
+	f.Meta["beta0"], f.Meta["beta1"], f.Meta["sigma_v"] = 0.1, 4.0, 1.0
+	var b bytes.Buffer
+	if err := weights.Encode(&b, f); err != nil {
+		t.Fatal(err)
+	}
+	return f, b.Bytes()
+}
+
+func jsBytes(b []byte) js.Value {
+	u := js.Global().Get("Uint8Array").New(len(b))
+	js.CopyBytesToJS(u, b)
+	return u
+}
+
+func goFloats(v js.Value) []float32 {
+	b := make([]byte, 4*v.Length())
+	js.CopyBytesToGo(b, js.Global().Get("Uint8Array").New(v.Get("buffer"), v.Get("byteOffset"), 4*v.Length()))
+	out := make([]float32, v.Length())
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
+}
+
+// TestGenerateImagesCPU loads an image model on the CPU path and checks info, warm-up, the result's
+// shape, bit-equality with shaders.SampleCPU for every method, previews through onProgress (which
+// calls asbm.info() while generate holds the client: it must not deadlock), and the image limit.
+func TestGenerateImagesCPU(t *testing.T) {
+	install()
+	r := newRand()
+	f, data := tinyUNetFile(t, r)
+	v, err := load([]js.Value{jsBytes(data), js.ValueOf(map[string]any{"device": "cpu", "name": "tiny.msgpack"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := js.ValueOf(v)
+	if !info.Get("image").Bool() || info.Get("arch").Get("kind").String() != "unet" || info.Get("url").String() != "tiny.msgpack" {
+		t.Errorf("info: image %v kind %v url %v", info.Get("image"), info.Get("arch").Get("kind"), info.Get("url"))
+	}
+	if s := info.Get("shape"); s.Length() != 3 || s.Index(0).Int() != 3 || s.Index(1).Int() != 4 || s.Index(2).Int() != 4 {
+		t.Errorf("info.shape = %v", jsString(s))
+	}
+	if info.Get("maxN").Int() != maxImages || info.Get("weights").String() != "f32" || info.Get("precision").String() != "f32" {
+		t.Errorf("info maxN %v weights %v precision %v", info.Get("maxN"), info.Get("weights"), info.Get("precision"))
+	}
+	if w, err := warmup([]js.Value{js.ValueOf(map[string]any{"device": "cpu"})}); err != nil || js.ValueOf(w).Get("device").String() != "cpu" {
+		t.Errorf("warmup: %v, %v", w, err)
+	}
+	var cpu shaders.CPUNets
+	for _, p := range []struct {
+		prefix string
+		dst    **shaders.Net
+	}{{"score/", &cpu.Score}, {"control/", &cpu.Control}, {"gen/", &cpu.Gen}} {
+		if *p.dst, err = shaders.NetFromFile(f, p.prefix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range []struct {
+		nfe     int
+		sampler string
+		method  string
+	}{{1, "sde", "gen"}, {2 + r.IntN(5), "sde", "sde"}, {2 + r.IntN(5), "ode", "ode"}} {
+		n, seed, every := 1+r.IntN(5), r.Uint64N(1<<40), 1+r.IntN(3)
+		var steps, previews []int
+		infoSeen := false
+		cb := js.FuncOf(func(this js.Value, args []js.Value) any {
+			steps = append(steps, args[0].Int())
+			if args[1].Int() != map[bool]int{true: 1, false: c.nfe}[c.nfe == 1] {
+				t.Errorf("%s: total %d", c.method, args[1].Int())
+			}
+			if len(args) > 2 && args[2].Type() == js.TypeObject {
+				pv := args[2]
+				previews = append(previews, pv.Get("step").Int())
+				if pv.Get("images").Length() != n*f.Arch.Dim || pv.Get("shape").Index(0).Int() != n {
+					t.Errorf("%s: preview of %d values, shape %s", c.method, pv.Get("images").Length(), jsString(pv.Get("shape")))
+				}
+			}
+			// Re-entering the API from the callback must not wait for the generate in flight.
+			infoSeen = js.Global().Get("asbm").Call("info").Get("image").Bool()
+			return nil
+		})
+		res, err := generate([]js.Value{js.ValueOf(map[string]any{"nfe": c.nfe, "sampler": c.sampler, "seed": float64(seed),
+			"n": n, "device": "cpu", "preview": every, "onProgress": cb})})
+		cb.Release()
+		if err != nil {
+			t.Fatalf("%s: %v", c.method, err)
+		}
+		rv := js.ValueOf(res)
+		if rv.Get("method").String() != c.method || rv.Get("device").String() != "cpu" || rv.Get("first").Bool() != (i == 0) {
+			t.Errorf("%s: method %v device %v first %v", c.method, rv.Get("method"), rv.Get("device"), rv.Get("first"))
+		}
+		if sh := rv.Get("shape"); jsString(sh) != fmt.Sprintf("%d,3,4,4", n) {
+			t.Errorf("%s: shape %s", c.method, jsString(sh))
+		}
+		if rv.Get("points").Type() != js.TypeUndefined {
+			t.Errorf("%s: an image model returned points", c.method)
+		}
+		got := goFloats(rv.Get("images"))
+		want, err := shaders.SampleCPU(cpu, shaders.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
+			Beta0: 0.1, Beta1: 4, SigmaV: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d values, want %d", c.method, len(got), len(want))
+		}
+		for j := range want {
+			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+				t.Fatalf("%s: value %d = %v, shaders.SampleCPU %v", c.method, j, got[j], want[j])
+			}
+		}
+		total := 1
+		if c.method != "gen" {
+			total = c.nfe
+		}
+		if len(steps) != total+1 || steps[0] != 0 || steps[total] != total {
+			t.Errorf("%s: progress steps %v, want 0 … %d", c.method, steps, total)
+		}
+		var wantPv []int
+		for s := 0; s < total; s += every {
+			wantPv = append(wantPv, s)
+		}
+		if fmt.Sprint(previews) != fmt.Sprint(wantPv) {
+			t.Errorf("%s: previews at %v, want %v", c.method, previews, wantPv)
+		}
+		if !infoSeen {
+			t.Errorf("%s: asbm.info() inside onProgress did not describe the image model", c.method)
+		}
+	}
+	if _, err := generate([]js.Value{js.ValueOf(map[string]any{"n": maxImages + 1, "device": "cpu"})}); err == nil ||
+		!strings.Contains(err.Error(), fmt.Sprintf("n must be an integer in [1, %d] for an image model", maxImages)) {
+		t.Errorf("n > maxImages: %v", err)
+	}
+	// Without n an image model draws one image.
+	res, err := generate([]js.Value{js.ValueOf(map[string]any{"device": "cpu"})})
+	if err != nil || js.ValueOf(res).Get("images").Length() != f.Arch.Dim {
+		t.Errorf("default n: %v", err)
+	}
+}

@@ -9,13 +9,13 @@
 // same noise); the same seed twice must give bit-identical points.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, readFile, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { startServer as startServerAt, launch, maxAbsDiff } from './helpers.mjs';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -25,15 +25,6 @@ const weightsDir = process.env.ASBM_WEIGHTS || path.join(root, 'weights');
 const modelFile = path.join(weightsDir, '8gaussians.msgpack');
 const POINTS = 2000;
 const TOL = 1e-4;
-
-// The flags design.md lists: the four that make WebGPU work headless on SwiftShader, and the ones
-// that keep Chromium off the (closed) network. Playwright adds --headless itself when headless is
-// true; it is listed too so the set is complete whatever Playwright does.
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader',
-  '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic',
-];
 
 let tmp;        // scratch folder: CSVs, profiles
 let artifacts;  // screenshots
@@ -51,40 +42,10 @@ async function mustExist(p, what) {
   }
 }
 
-// startServer runs `backend serve` on a free loopback port (port 0; the server prints the URL it
-// bound) and waits until the API answers.
 async function startServer() {
-  server = spawn(backend, ['serve', '--site', dist, '--weights', weightsDir, '--addr', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  server.stderr.on('data', (d) => { err += d; });
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`backend serve printed no URL in 30 s; stdout ${out} stderr ${err}`)), 30000);
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/http:\/\/127\.0\.0\.1:\d+\//);
-      if (m) { clearTimeout(timer); resolve(m[0]); }
-    });
-    server.on('exit', (code) => { clearTimeout(timer); reject(new Error(`backend serve exited ${code}: ${err}`)); });
-  });
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(url + 'api/models');
-      if (r.ok) return url;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the server did not answer /api/models');
-}
-
-async function launch(profile) {
-  return chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: CHROMIUM_ARGS,
-    viewport: { width: 1100, height: 900 },
-  });
+  const started = await startServerAt(backend, dist, weightsDir);
+  server = started.proc;
+  return started.url;
 }
 
 function watch(p, name) {
@@ -133,13 +94,6 @@ async function backendSample({ nfe, seed, sampler }) {
   }
   assert.equal(pts.length, 2 * POINTS, 'CSV rows');
   return pts;
-}
-
-function maxAbsDiff(a, b) {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 function assertFinitePoints(pts) {
@@ -474,6 +428,7 @@ test('the widget and the /embed iframe work on a page of another origin', async 
     assert.deepEqual(log, [], 'console errors on the embedding page');
   } finally {
     await p.close();
+    other.closeAllConnections(); // the browser keeps idle keep-alive sockets open, which close() would wait for
     await new Promise((r) => other.close(r));
   }
 });

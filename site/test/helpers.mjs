@@ -1,0 +1,72 @@
+// Shared pieces of the headless-browser tests: the Chromium flags of design.md, the `backend serve`
+// child process, and small numeric helpers.
+import { spawn } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+// The four flags that make WebGPU work headless on SwiftShader (design.md).
+export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader'];
+
+// The ones that keep Chromium off the (closed) network. Playwright adds --headless itself when
+// headless is true; it is listed too so the set is complete whatever Playwright does.
+export const QUIET_ARGS = ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic'];
+
+export const CHROMIUM_ARGS = [...WEBGPU_ARGS, ...QUIET_ARGS];
+
+// startServer runs `backend serve` on a free loopback port (port 0; the server prints the URL it
+// bound) and waits until the API answers. It returns {url, proc}.
+export async function startServer(backend, site, weights) {
+  const proc = spawn(backend, ['serve', '--site', site, '--weights', weights, '--addr', '127.0.0.1:0'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`backend serve printed no URL in 30 s; stdout ${out} stderr ${err}`)), 30000);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/http:\/\/127\.0\.0\.1:\d+\//);
+      if (m) { clearTimeout(timer); resolve(m[0]); }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`backend serve exited ${code}: ${err}`)); });
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(url + 'api/models');
+      if (r.ok) return { url, proc };
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  proc.kill('SIGTERM');
+  throw new Error('the server did not answer /api/models');
+}
+
+// launch starts Chromium on a fresh profile folder: with the WebGPU flags, or (webgpu false) as a
+// plain browser, whose WebGPU, if any, has no adapter here.
+export async function launch(profile, { webgpu = true } = {}) {
+  return chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: webgpu ? CHROMIUM_ARGS : QUIET_ARGS,
+    viewport: { width: 1100, height: 900 },
+    acceptDownloads: true,
+  });
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+// maxScaledDiff is max |a − b| / (1 + |b|): absolute for values below 1, relative above.
+export function maxScaledDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]) / (1 + Math.abs(b[i]));
+    m = Math.max(m, Number.isNaN(d) ? Infinity : d);
+  }
+  return m;
+}

@@ -1,0 +1,390 @@
+// Headless-browser test of image models: the page, the widget and /embed with the tiny random U-Net
+// of site/test/fixtures (3×8×8 images, written by `go run ./site/test/mkfixture`), served by the real
+// `backend serve` from a scratch weights folder, and compared with `backend sample` for the same
+// seed.
+//
+// Needs (./build.sh test provides them): dist/ built by ./build.sh build, including dist/backend;
+// /usr/bin/chromium; weights/8gaussians.msgpack (copied next to the fixture, for the blog page).
+// Environment overrides: ASBM_BACKEND (binary), ASBM_ARTIFACTS (screenshots).
+//
+// Tolerances: page vs `backend sample` max |Δ|/(1 + |ref|) < 1e-4 (plain-Go float32 on both sides;
+// the samplers' coefficients are computed by two implementations; values reach ±10 with these
+// random weights); CPU path vs CPU path, and the same seed twice, bit-identical; WebGPU vs CPU 1e-4.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtemp, mkdir, readFile, rm, access, copyFile, writeFile, readdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, launch, maxScaledDiff, maxAbsDiff } from './helpers.mjs';
+
+const run = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const dist = path.join(root, 'dist');
+const backend = process.env.ASBM_BACKEND || path.join(dist, 'backend');
+const fixture = path.join(here, 'fixtures', 'tiny-unet.msgpack');
+const toyModel = path.join(root, 'weights', '8gaussians.msgpack');
+const DIM = 3 * 8 * 8;
+const TOL = 1e-4;
+
+let tmp;
+let artifacts;
+let weightsDir;
+let server;
+let baseURL;
+let ctx;
+let page;
+const pageLog = [];
+const results = {}; // images by run name, for comparisons across tests
+
+async function mustExist(p, what) {
+  try {
+    await access(p);
+  } catch {
+    throw new Error(`${what} is missing: ${p} (run ./build.sh build; the fixture: go run ./site/test/mkfixture)`);
+  }
+}
+
+function watch(p, name) {
+  p.on('console', (m) => pageLog.push(`[${name} console.${m.type()}] ${m.text()}`));
+  p.on('pageerror', (e) => pageLog.push(`[${name} pageerror] ${e.message}`));
+}
+
+async function waitState(p, want, timeout = 120000) {
+  const wants = Array.isArray(want) ? want : [want];
+  await p.waitForFunction((ws) => ws.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
+    wants, { timeout });
+  const state = await p.evaluate(() => document.body.dataset.state);
+  if (!wants.includes(state)) {
+    const msg = await p.evaluate(() => document.getElementById('message').textContent);
+    assert.fail(`page state ${state} (wanted ${wants.join('/')}): ${msg}\n${pageLog.join('\n')}`);
+  }
+  return state;
+}
+
+// generateImages sets the controls, clicks Generate and returns the images the page drew.
+async function generateImages(p, { nfe, seed, sampler = 'sde', grid }) {
+  await p.selectOption('#grid', String(grid));
+  await p.fill('#nfe', String(nfe));
+  if (nfe > 1) await p.selectOption('#sampler', sampler);
+  await p.fill('#seed', String(seed));
+  await p.click('#generate');
+  await waitState(p, 'done');
+  const imgs = await p.evaluate(() => Array.from(window.asbmLastImages));
+  assert.equal(imgs.length, grid * grid * DIM, 'asbmLastImages length');
+  assert.equal(imgs.findIndex((v) => !Number.isFinite(v)), -1, 'non-finite value');
+  return imgs;
+}
+
+// canvasStats describes a canvas: its size, how many pixels differ from the top-left (panel)
+// colour, how many distinct colours it has, and a SHA-256 of its pixels.
+async function canvasStats(frame, selector) {
+  return frame.evaluate(async (sel) => {
+    const c = sel === '#plot' ? document.getElementById('plot')
+      : document.querySelector(sel).shadowRoot.querySelector('canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let painted = 0;
+    const colours = new Set();
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) painted++;
+      colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    }
+    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', d));
+    return { width: c.width, height: c.height, pixels: c.width * c.height, painted, colours: colours.size,
+      sha: Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('') };
+  }, selector);
+}
+
+function assertNotBlank(st, what) {
+  assert.ok(st.painted > 0.5 * st.pixels, `${what}: only ${st.painted} of ${st.pixels} pixels painted`);
+  assert.ok(st.colours > 20, `${what}: only ${st.colours} colours: the images look constant`);
+}
+
+// backendSample runs `backend sample` on the fixture and returns its rows, flattened.
+async function backendSample({ nfe, seed, sampler = 'sde', n }) {
+  const out = path.join(tmp, `ref-${nfe}-${sampler}-${seed}-${n}.csv`);
+  await run(backend, ['sample', '--model', path.join(weightsDir, 'tiny-unet.msgpack'), '--nfe', String(nfe),
+    '--sampler', sampler, '--seed', String(seed), '--n', String(n), '--out', out]);
+  const lines = (await readFile(out, 'utf8')).trim().split('\n');
+  assert.equal(lines[0].split(',').length, DIM, 'CSV columns');
+  assert.equal(lines.length - 1, n, 'CSV rows');
+  return lines.slice(1).flatMap((l) => l.split(',').map(Number));
+}
+
+async function shot(p, name) {
+  await p.screenshot({ path: path.join(artifacts, name + '.png'), fullPage: true });
+}
+
+before(async () => {
+  await mustExist(path.join(dist, 'index.html'), 'the built site');
+  await mustExist(path.join(dist, 'asbm.wasm'), 'the wasm client');
+  await mustExist(backend, 'the backend binary');
+  await mustExist(fixture, 'the tiny U-Net fixture');
+  await mustExist(toyModel, 'the 8gaussians model');
+  await mustExist('/usr/bin/chromium', 'chromium');
+  tmp = await mkdtemp(path.join(tmpdir(), 'asbm-images-'));
+  artifacts = process.env.ASBM_ARTIFACTS || path.join(tmp, 'artifacts');
+  await mkdir(artifacts, { recursive: true });
+  console.log(`# screenshots and logs: ${artifacts}`);
+  // The server's weights folder: the fixture and one toy (the blog page's element uses it).
+  weightsDir = path.join(tmp, 'weights');
+  await mkdir(weightsDir);
+  await copyFile(fixture, path.join(weightsDir, 'tiny-unet.msgpack'));
+  await copyFile(toyModel, path.join(weightsDir, '8gaussians.msgpack'));
+  const started = await startServer(backend, dist, weightsDir);
+  server = started.proc;
+  baseURL = started.url;
+  ctx = await launch(await mkdtemp(path.join(tmp, 'profile-')));
+  page = ctx.pages()[0] || await ctx.newPage();
+  watch(page, 'images');
+});
+
+after(async () => {
+  if (ctx) await ctx.close();
+  if (server) server.kill('SIGTERM');
+  if (pageLog.length) await writeFile(path.join(artifacts, 'console-images.log'), pageLog.join('\n') + '\n');
+  if (tmp && !process.env.ASBM_ARTIFACTS && process.env.ASBM_KEEP !== '1') {
+    for (const e of await readdir(tmp)) {
+      if (e !== 'artifacts') await rm(path.join(tmp, e), { recursive: true, force: true });
+    }
+  }
+});
+
+test('the page lists the image model, loads it, warms up and shows the grid control', async () => {
+  await page.goto(baseURL + '?model=tiny-unet');
+  await waitState(page, 'ready');
+  const models = await page.$$eval('#model option', (os) => os.map((o) => o.value));
+  assert.deepEqual(models.sort(), ['/weights/8gaussians.msgpack', '/weights/tiny-unet.msgpack']);
+  assert.equal(await page.inputValue('#model'), '/weights/tiny-unet.msgpack');
+  assert.equal(await page.evaluate(() => document.body.dataset.kind), 'images');
+  assert.equal(await page.isVisible('#grid'), true, 'the grid control is hidden');
+  const info = await page.evaluate(() => asbm.info());
+  assert.equal(info.image, true);
+  assert.deepEqual(info.shape, [3, 8, 8]);
+  assert.equal(info.arch.kind, 'unet');
+  assert.deepEqual(info.nets, ['score', 'control', 'gen']);
+  const warm = await page.evaluate(() => window.asbmWarmup);
+  assert.ok(warm && warm.ms >= 0, `warm-up: ${JSON.stringify(warm)}`);
+  assert.match(await page.textContent('#device-info'), /Kernels: f32.*3×8×8 images/);
+  console.log(`# tiny-unet: ${info.params} parameters per network; adapter "${info.adapter}" software ${info.software}; ` +
+    `gpuError "${info.gpuError}"; status: ${await page.textContent('#status')}`);
+  // Before Generate: an empty frame the size of the 4×4 grid (a dashed border and a hint), no images.
+  const st = await canvasStats(page, '#plot');
+  assert.ok(st.painted < 0.1 * st.pixels, `the canvas shows images before Generate (${st.painted} of ${st.pixels} pixels painted)`);
+});
+
+test('NFE 1 draws a 4×4 grid equal to backend sample; the same seed repeats pixel for pixel', async () => {
+  const opt = { nfe: 1, seed: 7, grid: 4 };
+  const imgs = await generateImages(page, opt);
+  const r = await page.evaluate(() => window.asbmLastResult);
+  assert.equal(r.method, 'gen');
+  assert.deepEqual(r.shape, [16, 3, 8, 8]);
+  assert.equal(r.first, true);
+  assert.match(await page.textContent('#timing'), /^16 images in [\d.]+ ms \(first run\)/);
+  const st = await canvasStats(page, '#plot');
+  assertNotBlank(st, 'NFE 1 grid');
+  // 4 columns of 8-pixel images, gaps of 2: the largest integer scale within 560 px is 17.
+  assert.equal(st.width, 4 * 8 * 17 + 3 * 2);
+  const ref = await backendSample({ ...opt, n: 16 });
+  const d = maxScaledDiff(imgs, ref);
+  console.log(`# NFE 1: max |page − backend sample|/(1+|ref|) = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms on ${r.adapter}`);
+  assert.ok(d < TOL, `NFE 1: ${d} ≥ ${TOL}`);
+  results.gen7 = imgs;
+
+  const again = await generateImages(page, opt);
+  assert.deepEqual(again, imgs, 'same seed, different images');
+  assert.equal((await canvasStats(page, '#plot')).sha, st.sha, 'same seed, different pixels');
+  assert.equal(await page.evaluate(() => window.asbmLastResult.first), false);
+  assert.match(await page.textContent('#timing'), /^16 images in [\d.]+ ms \(warm\) · first run \d+ ms/);
+  const other = await generateImages(page, { ...opt, seed: 8 });
+  assert.ok(maxAbsDiff(other, imgs) > 1e-2, 'a different seed gave the same images');
+  await shot(page, 'image-model-nfe1');
+});
+
+test('NFE 8 (SDE and ODE) shows previews while sampling and matches backend sample', async () => {
+  for (const [sampler, seed] of [['sde', 11], ['ode', 12]]) {
+    const opt = { nfe: 8, seed, sampler, grid: 2 };
+    const imgs = await generateImages(page, opt);
+    const r = await page.evaluate(() => window.asbmLastResult);
+    assert.equal(r.method, sampler);
+    assert.equal(r.steps, 8);
+    // One preview every round(8/12) = 1 step, before steps 0 … 7.
+    assert.equal(await page.evaluate(() => document.body.dataset.previews), '8', 'previews drawn');
+    assertNotBlank(await canvasStats(page, '#plot'), `NFE 8 ${sampler}`);
+    const d = maxScaledDiff(imgs, await backendSample({ ...opt, n: 4 }));
+    console.log(`# NFE 8 ${sampler}: max |page − backend sample|/(1+|ref|) = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms`);
+    assert.ok(d < TOL, `NFE 8 ${sampler}: ${d} ≥ ${TOL}`);
+    results[sampler + seed] = imgs;
+  }
+  // The previews are drawn while the Go code runs: the page's event loop runs in between. A timer
+  // ticking during a generate proves it (a frozen page would let it fire at most once at the end).
+  const ticks = await page.evaluate(async () => {
+    let n = 0;
+    const id = setInterval(() => { n++; }, 0);
+    await asbm.generate({ nfe: 100, seed: 1, n: 16, device: 'cpu', preview: 10 });
+    clearInterval(id);
+    return n;
+  });
+  assert.ok(ticks >= 3, `the event loop ran ${ticks} times during a 100-step generate`);
+});
+
+test('Download PNG saves the 8×8 grid with the seed in the file name', async () => {
+  await generateImages(page, { nfe: 8, seed: 11, sampler: 'sde', grid: 8 });
+  const st = await canvasStats(page, '#plot');
+  assertNotBlank(st, '8×8 grid');
+  await shot(page, 'image-model-8x8-nfe8');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'asbm-tiny-unet-nfe8-sde-seed11-8x8.png');
+  const file = path.join(tmp, 'download.png');
+  await download.saveAs(file);
+  const png = await readFile(file);
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'PNG signature');
+  assert.equal(png.toString('latin1', 12, 16), 'IHDR');
+  assert.equal(png.readUInt32BE(16), st.width, 'PNG width');
+  assert.equal(png.readUInt32BE(20), st.height, 'PNG height');
+  assert.ok(png.length > 1000, `PNG of ${png.length} bytes`);
+});
+
+test('the WebGPU path gives the CPU path\'s images (where the GPU kernels run U-Nets)', async (t) => {
+  const p = await ctx.newPage();
+  watch(p, 'gpu');
+  try {
+    await p.goto(baseURL + '?model=tiny-unet&device=gpu');
+    await waitState(p, 'ready');
+    const info = await p.evaluate(() => asbm.info());
+    if (info.gpuError) {
+      console.log(`# WebGPU path not available for U-Nets: ${info.gpuError}`);
+      t.skip(`the GPU path cannot run U-Nets yet: ${info.gpuError}`);
+      return;
+    }
+    for (const [opt, ref] of [[{ nfe: 1, seed: 7, grid: 4 }, results.gen7], [{ nfe: 8, seed: 11, sampler: 'sde', grid: 2 }, results.sde11]]) {
+      const imgs = await generateImages(p, opt);
+      const r = await p.evaluate(() => window.asbmLastResult);
+      assert.equal(r.device, 'gpu');
+      const d = maxAbsDiff(imgs, ref);
+      console.log(`# WebGPU NFE ${opt.nfe}: max |GPU − CPU| = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms on ${r.adapter}`);
+      assert.ok(d < TOL, `WebGPU NFE ${opt.nfe}: ${d}`);
+      assertNotBlank(await canvasStats(p, '#plot'), 'WebGPU grid');
+    }
+    // Without previews the client takes shaders.SampleGPU (x stays on the device): same images.
+    const direct = await p.evaluate(async () => Array.from((await asbm.generate({ nfe: 8, seed: 11, n: 4, sampler: 'sde', device: 'gpu' })).images));
+    const d = maxAbsDiff(direct, results.sde11);
+    console.log(`# WebGPU NFE 8 without previews (SampleGPU): max |GPU − CPU| = ${d.toExponential(2)}`);
+    assert.ok(d < TOL, `SampleGPU path: ${d}`);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a browser without the WebGPU flags generates the same images on the CPU path', async () => {
+  const ctx2 = await launch(await mkdtemp(path.join(tmp, 'profile-plain-')), { webgpu: false });
+  try {
+    const p = ctx2.pages()[0] || await ctx2.newPage();
+    watch(p, 'plain');
+    await p.goto(baseURL + '?model=tiny-unet');
+    const state = await waitState(p, ['ready', 'error']);
+    if (state === 'error') {
+      // No adapter: the page says why and offers the CPU path.
+      assert.match(await p.textContent('#message'), /WebGPU|adapter/);
+      await p.click('#use-cpu');
+      await waitState(p, 'ready');
+    }
+    console.log(`# plain browser: ${state === 'error' ? 'no WebGPU, CPU button' : 'loaded'}; status ${await p.textContent('#status')}`);
+    const imgs = await generateImages(p, { nfe: 1, seed: 7, grid: 4 });
+    assert.equal(await p.evaluate(() => window.asbmLastResult.adapter), 'CPU (Go)');
+    assert.deepEqual(imgs, results.gen7, 'CPU path in a plain browser differs');
+    assertNotBlank(await canvasStats(p, '#plot'), 'plain browser grid');
+  } finally {
+    await ctx2.close();
+  }
+});
+
+async function waitWidget(frame, states) {
+  await frame.waitForFunction((ss) => {
+    const el = document.querySelector('asbm-generator');
+    return el && ss.includes(el.dataset.state);
+  }, states, { timeout: 120000 });
+  return frame.evaluate(() => {
+    const el = document.querySelector('asbm-generator');
+    return { state: el.dataset.state, kind: el.dataset.kind, status: el.shadowRoot.querySelector('.status').textContent };
+  });
+}
+
+async function widgetGenerate(frame, name) {
+  const t0 = Date.now();
+  const s = await waitWidget(frame, ['ready', 'error']);
+  console.log(`# ${name}: ready after ${Date.now() - t0} ms`);
+  assert.equal(s.state, 'ready', `${name}: ${s.status}\n${pageLog.join('\n')}`);
+  assert.equal(s.kind, 'images');
+  await frame.locator('asbm-generator').locator('button').click();
+  const d = await waitWidget(frame, ['done', 'error']);
+  console.log(`# ${name}: done after ${Date.now() - t0} ms`);
+  assert.equal(d.state, 'done', `${name}: ${d.status}\n${pageLog.join('\n')}`);
+  const st = await canvasStats(frame, 'asbm-generator');
+  assertNotBlank(st, name);
+  assert.ok(st.width <= 300 && st.height <= 300, `${name}: canvas ${st.width}×${st.height} is wider than a text column`);
+  return frame.evaluate(() => {
+    const el = document.querySelector('asbm-generator');
+    return { images: Array.from(el.lastImages), shape: el.lastShape };
+  });
+}
+
+test('the widget and /embed show the image model on a page of another origin', async () => {
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>blog</title><link rel="icon" href="data:,">
+<script type="module" src="${baseURL}widget.js"></script></head>
+<body><article style="max-width:36rem;margin:0 auto;font-family:serif"><h1>A post</h1><p>Some text.</p>
+<asbm-generator model="tiny-unet" nfe="1" seed="7"></asbm-generator>
+<p>More text.</p>
+<iframe id="f" src="${baseURL}embed?model=tiny-unet&nfe=8&seed=11&grid=2" style="width:100%;height:380px;border:0"></iframe>
+</article></body></html>`;
+  const other = createServer((req, res) => {
+    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(req.url === '/' ? html : 'not found');
+  });
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
+  const otherURL = `http://localhost:${other.address().port}/`;
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); pageLog.push(`[xorigin console.${m.type()}] ${m.text()}`); });
+  p.on('pageerror', (e) => { errors.push(e.message); pageLog.push(`[xorigin pageerror] ${e.message}`); });
+  try {
+    await p.goto(otherURL);
+    // Default grid: one image, the first of the page's NFE 1 seed 7 grid (rows are independent and
+    // the noise is drawn row-major, so image 0 does not depend on n).
+    const one = await widgetGenerate(p.mainFrame(), 'element');
+    assert.deepEqual(one.shape, [1, 3, 8, 8]);
+    assert.deepEqual(one.images, results.gen7.slice(0, DIM), 'widget image differs from the page\'s first image');
+    const frame = p.frame({ url: /\/embed\?/ });
+    assert.ok(frame, 'the /embed iframe did not load');
+    const framed = await widgetGenerate(frame, 'iframe');
+    assert.deepEqual(framed.shape, [4, 3, 8, 8]);
+    assert.deepEqual(framed.images, results.sde11, 'iframe differs from the page\'s NFE 8 SDE grid');
+    await shot(p, 'cross-origin-image-widget');
+    assert.deepEqual(errors, [], 'console errors on the embedding page');
+  } finally {
+    await p.close();
+    other.closeAllConnections(); // the browser keeps idle keep-alive sockets open, which close() would wait for
+    await new Promise((r) => other.close(r));
+  }
+});
+
+test('the blog page renders with its widget (screenshot)', async () => {
+  const p = await ctx.newPage();
+  watch(p, 'blog');
+  try {
+    await p.goto(baseURL + 'blog.html');
+    const el = p.locator('#demo-element');
+    await p.waitForFunction(() => ['ready', 'error'].includes(document.getElementById('demo-element').dataset.state), null, { timeout: 120000 });
+    await el.locator('button').click();
+    await p.waitForFunction(() => ['done', 'error'].includes(document.getElementById('demo-element').dataset.state), null, { timeout: 120000 });
+    assert.equal(await p.evaluate(() => document.getElementById('demo-element').dataset.state), 'done');
+    await p.locator('#demo-frame').scrollIntoViewIfNeeded();
+    await shot(p, 'blog');
+  } finally {
+    await p.close();
+  }
+});
