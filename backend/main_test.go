@@ -162,7 +162,7 @@ func TestSampleCSVAndEngines(t *testing.T) {
 			nets, vp = shaders.CPUNets{Score: m.nets[netBaseline]}, m.baseVP
 		}
 		twin, err := shaders.SampleCPU(nets, shaders.SampleOptions{Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
-			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, nil)
+			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, shaders.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

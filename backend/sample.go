@@ -121,7 +121,7 @@ func sampleGPU(m *model, r request) ([]float32, string, error) {
 	pts, err := shaders.SampleGPU(dev, nets, shaders.SampleOptions{
 		Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
 		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV,
-	}, nil)
+	}, shaders.SampleHooks{})
 	return pts, dev.AdapterInfo(), err
 }
 

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+
+	"asbm/weights"
 )
 
 // NoiseIncrement is the PCG stream of the project's noise ("ASBM" in ASCII): every sampler draws from
@@ -106,6 +108,44 @@ func (o SampleOptions) validate(score, control, gen int) (int, error) {
 	return dims[0], nil
 }
 
+// SampleHooks are a caller's ways into SampleCPU and SampleGPU beyond the samples: progress with
+// previews of the state, a pause after every network call, and batches split into chunks of rows.
+// The zero value adds nothing and changes nothing. None of them changes the result: rows are
+// independent in both networks (group norm is per image), so a chunked run is bit-identical to an
+// unchunked one on the CPU and equal up to float32 rounding on the GPU.
+type SampleHooks struct {
+	// Progress, if not nil, is called at step 0 (before the first network call) and after every
+	// step, with step = 0 … total (total = Steps, or 1 for "gen"). x is the current state (n×dim,
+	// read-only, valid during the call) when a preview is due (see PreviewEvery), else nil; on the
+	// GPU x is read back only then (in the browser that read awaits a promise). A non-nil error
+	// stops the run, and SampleCPU/SampleGPU return it unchanged.
+	Progress func(step, total int, x []float32) error
+	// PreviewEvery asks for previews at steps 0, PreviewEvery, 2·PreviewEvery, … < total; 0 never.
+	PreviewEvery int
+	// Pause, if not nil, is called after every network call (every chunk). The browser client
+	// yields to its event loop there, so a long run never keeps the page's thread for more than
+	// one call. On the GPU the call has been recorded (queued), not necessarily run.
+	Pause func()
+	// Chunk is the number of rows per network call; 0 (or ≥ Points) means all rows at once.
+	Chunk int
+}
+
+// validate checks h against a run of n points.
+func (h SampleHooks) validate() error {
+	if h.Chunk < 0 || h.PreviewEvery < 0 {
+		return fmt.Errorf("shaders: sample: chunk %d and preview interval %d must be ≥ 0", h.Chunk, h.PreviewEvery)
+	}
+	return nil
+}
+
+// chunk returns the rows per network call for n points.
+func (h SampleHooks) chunk(n int) int {
+	if h.Chunk == 0 || h.Chunk > n {
+		return n
+	}
+	return h.Chunk
+}
+
 // slot names the n×dim arrays a sampler works on; engines map them to buffers or slices.
 type slot int
 
@@ -129,17 +169,20 @@ type engine interface {
 	setX(v []float32) error
 	setTimes(t0, t1 float32) error // the two times eval's tslot picks from
 	setNoise(v []float32) error
-	eval(net slot, x slot, tslot int) error          // net ∈ {sScore, sControl, sGen}; output in slot net
+	// eval computes net on rows lo … hi−1 of x into the same rows of slot net (net ∈ {sScore,
+	// sControl, sGen}).
+	eval(net slot, x slot, tslot, lo, hi int) error
 	update(dst, x, y, z slot, a, b, c float32) error // dst = a·x + b·y + c·z; sNone drops a term
 	copy(dst, src slot) error
 	endStep(step, total int) error
-	result() ([]float32, error) // sX
+	state() ([]float32, error)  // sX now, read-only, valid until the next engine call
+	result() ([]float32, error) // sX, the caller's to keep
 }
 
 // runSampler integrates from x_1 ~ N(0, I) (drawn first from the seed's stream) to t = 0 with the
 // samplers of asbm.md §3.3 on the grid t_k = 1 − k/N, Δ = 1/N. Coefficients are computed in float64
-// and applied in float32 as a·x + b·y + c·z.
-func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(step, total int)) ([]float32, error) {
+// and applied in float32 as a·x + b·y + c·z. h adds progress, previews, pauses and chunks.
+func runSampler(e engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]float32, error) {
 	n := o.Points * dim
 	v := vp{o.Beta0, o.Beta1, o.SigmaV}
 	rng := NoiseStream(o.Seed)
@@ -148,12 +191,49 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 	if err := e.setX(x1); err != nil {
 		return nil, err
 	}
+	total := o.Steps
+	if o.Method == "gen" {
+		total = 1
+	}
+	previewDue := func(step int) bool {
+		return h.PreviewEvery > 0 && step < total && step%h.PreviewEvery == 0
+	}
+	// Step 0's state is x1, still on the host: no read-back.
+	if h.Progress != nil {
+		var pv []float32
+		if previewDue(0) {
+			pv = x1
+		}
+		if err := h.Progress(0, total, pv); err != nil {
+			return nil, err
+		}
+	}
 	report := func(step, total int) error {
 		if err := e.endStep(step, total); err != nil {
 			return err
 		}
-		if progress != nil {
-			progress(step, total)
+		if h.Progress == nil {
+			return nil
+		}
+		var pv []float32
+		if previewDue(step) {
+			var err error
+			if pv, err = e.state(); err != nil {
+				return err
+			}
+		}
+		return h.Progress(step, total, pv)
+	}
+	// evalNet runs a network on every row, chunk rows per call, pausing after each call.
+	chunk := h.chunk(o.Points)
+	evalNet := func(net, x slot, tslot int) error {
+		for lo := 0; lo < o.Points; lo += chunk {
+			if err := e.eval(net, x, tslot, lo, min(o.Points, lo+chunk)); err != nil {
+				return err
+			}
+			if h.Pause != nil {
+				h.Pause()
+			}
 		}
 		return nil
 	}
@@ -164,7 +244,7 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 		a1, s2 := v.alpha(1), v.sigma2(1)
 		steps := []func() error{
 			func() error { return e.setTimes(1, 1) },
-			func() error { return e.eval(sGen, sX, 0) },
+			func() error { return evalNet(sGen, sX, 0) },
 			func() error { return e.update(sNext, sX, sGen, sNone, f32(1/a1), f32(s2/a1), 0) },
 			func() error { return e.copy(sX, sNext) },
 			func() error { return report(1, 1) },
@@ -193,7 +273,7 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 				}
 				z, c = sNoise, math.Sqrt(g2*dt)
 			}
-			if err := e.eval(sScore, sX, 0); err != nil {
+			if err := evalNet(sScore, sX, 0); err != nil {
 				return nil, err
 			}
 			if err := e.update(sNext, sX, sScore, z, f32(1+0.5*beta*dt), f32(dt*g2), f32(c)); err != nil {
@@ -215,11 +295,11 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 			ctrl = sControl
 		}
 		velocity := func(dst, x slot, tslot int, t float64) error {
-			if err := e.eval(sScore, x, tslot); err != nil {
+			if err := evalNet(sScore, x, tslot); err != nil {
 				return err
 			}
 			if control {
-				if err := e.eval(sControl, x, tslot); err != nil {
+				if err := evalNet(sControl, x, tslot); err != nil {
 					return err
 				}
 			}
@@ -261,8 +341,9 @@ func runSampler(e engine, o SampleOptions, dim int, control bool, progress func(
 }
 
 // SampleCPU draws o.Points points with plain Go (Net.ForwardCPU): the reference SampleGPU is tested
-// against and the browser's CPU path. progress, if not nil, is called after every step.
-func SampleCPU(nets CPUNets, o SampleOptions, progress func(step, total int)) ([]float32, error) {
+// against and the browser's CPU path. h adds progress, previews, pauses and chunks (SampleHooks; its
+// zero value adds nothing).
+func SampleCPU(nets CPUNets, o SampleOptions, h SampleHooks) ([]float32, error) {
 	dimOf := func(m *Net, used bool) (int, error) {
 		if m == nil || !used {
 			return 0, nil
@@ -288,8 +369,11 @@ func SampleCPU(nets CPUNets, o SampleOptions, progress func(step, total int)) ([
 	if err != nil {
 		return nil, err
 	}
+	if err := h.validate(); err != nil {
+		return nil, err
+	}
 	e := &cpuEngine{n: o.Points, dim: dim, nets: [numSlots]*Net{sScore: nets.Score, sControl: nets.Control, sGen: nets.Gen}}
-	return runSampler(e, o, dim, dc != 0, progress)
+	return runSampler(e, o, dim, dc != 0, h)
 }
 
 // cpuEngine runs the schedule on slices.
@@ -315,21 +399,22 @@ func (e *cpuEngine) setTimes(t0, t1 float32) error {
 	return nil
 }
 
-// eval runs ForwardCPU on row chunks in parallel; rows are independent, so the result does not depend
-// on the split.
-func (e *cpuEngine) eval(net, x slot, tslot int) error {
+// eval runs ForwardCPU on rows lo … hi−1, split among goroutines; rows are independent, so the
+// result does not depend on the split.
+func (e *cpuEngine) eval(net, x slot, tslot, lo0, hi0 int) error {
 	m := e.nets[net]
 	if len(e.t) != e.n {
 		e.t = make([]float32, e.n)
 	}
-	for i := range e.t {
+	for i := lo0; i < hi0; i++ {
 		e.t[i] = e.times[tslot]
 	}
 	xs, out := e.get(x), e.get(net)
-	workers := min(runtime.GOMAXPROCS(0), (e.n+63)/64)
+	rows := hi0 - lo0
+	workers := min(runtime.GOMAXPROCS(0), (rows+63)/64)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		lo, hi := e.n*w/workers, e.n*(w+1)/workers
+		lo, hi := lo0+rows*w/workers, lo0+rows*(w+1)/workers
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -354,8 +439,54 @@ func (e *cpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
 	return nil
 }
 
-func (e *cpuEngine) copy(dst, src slot) error { copy(e.get(dst), e.get(src)); return nil }
-func (e *cpuEngine) endStep(int, int) error   { return nil }
+func (e *cpuEngine) copy(dst, src slot) error  { copy(e.get(dst), e.get(src)); return nil }
+func (e *cpuEngine) endStep(int, int) error    { return nil }
+func (e *cpuEngine) state() ([]float32, error) { return e.get(sX), nil }
 func (e *cpuEngine) result() ([]float32, error) {
 	return append([]float32(nil), e.get(sX)...), nil
+}
+
+// rowValues is the number of float32 values of one row's widest activation in a network of arch a:
+// the widest op of UNetOps (channels × H × W, a concat's output being the widest) for a U-Net,
+// max(Dim + 2·Fourier, Hidden) for an MLP.
+func rowValues(a weights.Arch) int {
+	w := a.Dim
+	if a.Kind == "unet" {
+		if CheckArch(a) != nil {
+			return w
+		}
+		for _, op := range UNetOps(a) {
+			w = max(w, max(op.In, op.Out)*op.H*op.W)
+		}
+		return w
+	}
+	return max(w, a.Dim+2*a.Fourier, a.Hidden)
+}
+
+// rowFLOPs is the cost of one row's forward pass (multiply and add counted apart).
+func rowFLOPs(a weights.Arch) int64 {
+	if a.Kind == "unet" {
+		if CheckArch(a) != nil {
+			return 1
+		}
+		return UNetFLOPs(a)
+	}
+	in, h := int64(a.Dim+2*a.Fourier), int64(a.Hidden)
+	return 2 * (in*h + int64(max(0, a.Layers-1))*h*h + h*int64(a.Dim))
+}
+
+// GPUChunk returns how many rows of a network of arch a one GPU call may take (SampleHooks.Chunk)
+// so that its widest activation stays within half of limitBytes, the device's
+// maxStorageBufferBindingSize: the other half is headroom for whatever a plan lays out
+// differently. At least 1, at most MaxPoints.
+func GPUChunk(a weights.Arch, limitBytes int64) int {
+	per := int64(rowValues(a)) * 4
+	return int(max(1, min(limitBytes/2/per, MaxPoints)))
+}
+
+// CPUChunk returns how many rows one CPU call may take (SampleHooks.Chunk) to cost about budget
+// FLOPs, at least 1, at most MaxPoints: in the browser Go runs on the page's thread, so one call is
+// as long as the page may go unpainted.
+func CPUChunk(a weights.Arch, budget int64) int {
+	return int(max(1, min(budget/max(1, rowFLOPs(a)), MaxPoints)))
 }

@@ -12,10 +12,14 @@ const syncEvery = 8
 // SampleGPU draws o.Points points like SampleCPU (same schedule, same noise, same float32
 // coefficients) with the WGSL kernels: x stays on the GPU for the whole loop, each step is one
 // submission, the step's noise is drawn on the CPU from the seed's stream and uploaded, and the points
-// are read back once at the end. progress, if not nil, is called after each step is submitted.
+// are read back at the end, and at the steps where h asks for a preview. h.Progress is called after
+// each step is submitted; h.Pause after each network call is recorded. With h.Chunk < o.Points
+// each network call copies its rows into a chunk-sized input, runs a plan recorded for h.Chunk rows
+// and copies the rows out, so no activation grows with o.Points (the last, shorter chunk runs the
+// same plan on a partly stale input and keeps only its own rows).
 //
 // In the browser SampleGPU awaits promises: call it from a goroutine, never inside js.FuncOf.
-func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total int)) (pts []float32, err error) {
+func SampleGPU(d *Device, nets Nets, o SampleOptions, h SampleHooks) (pts []float32, err error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -47,12 +51,15 @@ func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total 
 	if err != nil {
 		return nil, err
 	}
+	if err := h.validate(); err != nil {
+		return nil, err
+	}
 	err = d.scoped("sampling", func() error {
-		e := &gpuEngine{d: d, n: o.Points, dim: dim}
+		e := &gpuEngine{d: d, n: o.Points, dim: dim, chunk: h.chunk(o.Points)}
 		defer e.release()
 		e.nets[sScore], e.nets[sControl], e.nets[sGen] = nets.Score, nets.Control, nets.Gen
 		var err error
-		pts, err = runSampler(e, o, dim, dc != 0, progress)
+		pts, err = runSampler(e, o, dim, dc != 0, h)
 		return err
 	})
 	if err != nil {
@@ -63,19 +70,22 @@ func SampleGPU(d *Device, nets Nets, o SampleOptions, progress func(step, total 
 
 // gpuEngine records the schedule into one command buffer per step.
 type gpuEngine struct {
-	d      *Device
-	n, dim int
-	nets   [numSlots]*GPUNet
-	plans  [numSlots]netPlan
-	bufs   [numSlots]*Buffer
-	times  *Buffer
-	ups    map[[4]slot]*op
-	b      *batch
-	used   map[[4]slot]bool // update ops recorded in the open batch
+	d       *Device
+	n, dim  int
+	chunk   int     // rows per network call; < n: the networks read chunkIn and write into bufs
+	chunkIn *Buffer // chunk×dim: a chunk's rows, the plans' input when chunked
+	nets    [numSlots]*GPUNet
+	plans   [numSlots]netPlan
+	bufs    [numSlots]*Buffer
+	times   *Buffer
+	ups     map[[4]slot]*op
+	b       *batch
+	used    map[[4]slot]bool // update ops recorded in the open batch
 }
 
 func (e *gpuEngine) buf(s slot) (*Buffer, error) {
-	if s == sScore || s == sControl || s == sGen {
+	if (s == sScore || s == sControl || s == sGen) && !e.chunked() {
+		// Unchunked, a network's output slot is its plan's output buffer: no copies.
 		p, err := e.plan(s)
 		if err != nil {
 			return nil, err
@@ -98,7 +108,7 @@ func (e *gpuEngine) plan(net slot) (netPlan, error) {
 		if g == nil {
 			return nil, fmt.Errorf("shaders: sample: network %d missing", net)
 		}
-		p, err := g.newPlan(e.n)
+		p, err := g.newPlan(e.chunk)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +168,9 @@ func (e *gpuEngine) setTimes(t0, t1 float32) error {
 	return e.d.Upload(e.times, []float32{t0, t1})
 }
 
-func (e *gpuEngine) eval(net, x slot, tslot int) error {
+func (e *gpuEngine) chunked() bool { return e.chunk < e.n }
+
+func (e *gpuEngine) eval(net, x slot, tslot, lo, hi int) error {
 	p, err := e.plan(net)
 	if err != nil {
 		return err
@@ -171,7 +183,35 @@ func (e *gpuEngine) eval(net, x slot, tslot int) error {
 	if err != nil {
 		return err
 	}
-	return p.encode(b, xb, e.times, 0, tslot)
+	if !e.chunked() {
+		return p.encode(b, xb, e.times, 0, tslot)
+	}
+	if e.chunkIn == nil {
+		if e.chunkIn, err = e.d.NewBuffer(e.chunk * e.dim); err != nil {
+			return err
+		}
+	}
+	out, err := e.buf(net)
+	if err != nil {
+		return err
+	}
+	// Commands in one command buffer run in order, so reusing chunkIn and the plan's buffers for
+	// the next chunk is safe.
+	rows := (hi - lo) * e.dim
+	if err := copyRange(b, xb, lo*e.dim, e.chunkIn, 0, rows); err != nil {
+		return err
+	}
+	if err := p.encode(b, e.chunkIn, e.times, 0, tslot); err != nil {
+		return err
+	}
+	return copyRange(b, p.output(), 0, out, lo*e.dim, rows)
+}
+
+// copyRange records a copy of n values from src[srcOff:] to dst[dstOff:] (outside any compute
+// pass); batch.copy copies from the starts only.
+func copyRange(b *batch, src *Buffer, srcOff int, dst *Buffer, dstOff, n int) error {
+	b.endPass()
+	return wrapf(b.enc.CopyBufferToBuffer(src.buf, uint64(srcOff)*4, dst.buf, uint64(dstOff)*4, uint64(n)*4), "shaders: buffer copy")
 }
 
 func (e *gpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
@@ -247,6 +287,9 @@ func (e *gpuEngine) endStep(step, total int) error {
 	return nil
 }
 
+// state reads x back after everything recorded so far (a preview).
+func (e *gpuEngine) state() ([]float32, error) { return e.result() }
+
 func (e *gpuEngine) result() ([]float32, error) {
 	if err := e.flush(); err != nil {
 		return nil, err
@@ -275,4 +318,5 @@ func (e *gpuEngine) release() {
 		b.Destroy()
 	}
 	e.times.Destroy()
+	e.chunkIn.Destroy()
 }

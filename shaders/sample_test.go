@@ -25,6 +25,11 @@ func sampleNets(tb testing.TB, seed uint64) CPUNets {
 // literalSample is the samplers exactly as the shared conventions state them, in float64 state
 // (the networks still take float32 inputs), independent of runSampler.
 func literalSample(nets CPUNets, o SampleOptions) []float64 {
+	return literalSampleTo(nets, o, max(1, o.Steps))
+}
+
+// literalSampleTo is literalSample stopped after stop steps: the state a preview at step stop shows.
+func literalSampleTo(nets CPUNets, o SampleOptions, stop int) []float64 {
 	dim := nets.Score.Arch.Dim
 	if o.Method == "gen" {
 		dim = nets.Gen.Arch.Dim
@@ -60,6 +65,9 @@ func literalSample(nets CPUNets, o SampleOptions) []float64 {
 	dt := 1 / float64(N)
 	switch o.Method {
 	case "gen":
+		if stop < 1 {
+			break
+		}
 		a1 := math.Exp(-0.25 * (beta(1) + o.Beta0))
 		s1 := o.SigmaV * o.SigmaV * (1 - a1*a1)
 		gz := net(nets.Gen, 1, x)
@@ -67,7 +75,7 @@ func literalSample(nets CPUNets, o SampleOptions) []float64 {
 			x[i] = (x[i] + s1*gz[i]) / a1
 		}
 	case "sde":
-		for k := 0; k < N; k++ {
+		for k := 0; k < min(N, stop); k++ {
 			tk := 1 - float64(k)/float64(N)
 			b, g := beta(tk), g2(tk)
 			s := net(nets.Score, tk, x)
@@ -89,7 +97,7 @@ func literalSample(nets CPUNets, o SampleOptions) []float64 {
 			}
 			return out
 		}
-		for k := 0; k < N; k++ {
+		for k := 0; k < min(N, stop); k++ {
 			tk, tk1 := 1-float64(k)/float64(N), 1-float64(k+1)/float64(N)
 			v1 := v(tk, x)
 			xt := make([]float64, n)
@@ -123,14 +131,18 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 			n.Control = nil
 		}
 		calls := 0
-		got, err := SampleCPU(n, o, func(step, total int) {
-			calls++
-			if step != calls || total != max(1, map[bool]int{true: 1, false: c.steps}[c.method == "gen"]) {
-				t.Errorf("%s: progress(%d, %d) at call %d", c.method, step, total, calls)
+		got, err := SampleCPU(n, o, SampleHooks{Progress: func(step, total int, x []float32) error {
+			if step != calls || total != max(1, map[bool]int{true: 1, false: c.steps}[c.method == "gen"]) || x != nil {
+				t.Errorf("%s: progress(%d, %d, %d values) at call %d", c.method, step, total, len(x), calls)
 			}
-		})
+			calls++
+			return nil
+		}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if total := max(1, map[bool]int{true: 1, false: c.steps}[c.method == "gen"]); calls != total+1 {
+			t.Errorf("%s: %d progress calls, want %d (steps 0 … %d)", c.method, calls, total+1, total)
 		}
 		want := literalSample(n, o)
 		var diff, moved float64
@@ -193,12 +205,12 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 		if !c.control {
 			g.Control, cpu.Control = nil, nil
 		}
-		want, err := SampleCPU(cpu, o, nil)
+		want, err := SampleCPU(cpu, o, SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		steps := 0
-		got, err := SampleGPU(d, g, o, func(step, total int) { steps = step })
+		got, err := SampleGPU(d, g, o, SampleHooks{Progress: func(step, total int, _ []float32) error { steps = step; return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +228,7 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 func TestSampleOptionErrors(t *testing.T) {
 	nets := sampleNets(t, 7)
 	good := SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-	if _, err := SampleCPU(nets, good, nil); err != nil {
+	if _, err := SampleCPU(nets, good, SampleHooks{}); err != nil {
 		t.Fatalf("valid options rejected: %v", err)
 	}
 	bad := map[string]func(o *SampleOptions, n *CPUNets){
@@ -243,16 +255,16 @@ func TestSampleOptionErrors(t *testing.T) {
 	for want, f := range bad {
 		o, n := good, nets
 		f(&o, &n)
-		_, err := SampleCPU(n, o, nil)
+		_, err := SampleCPU(n, o, SampleHooks{})
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
 			t.Errorf("%s: got error %v", want, err)
 		}
 	}
 	// Gen ignores Steps; ode works without a control network.
-	if _, err := SampleCPU(nets, SampleOptions{Points: 3, Method: "gen", Beta0: 0.1, Beta1: 20, SigmaV: 1}, nil); err != nil {
+	if _, err := SampleCPU(nets, SampleOptions{Points: 3, Method: "gen", Beta0: 0.1, Beta1: 20, SigmaV: 1}, SampleHooks{}); err != nil {
 		t.Errorf("gen with Steps = 0: %v", err)
 	}
-	if _, err := SampleGPU(nil, Nets{}, good, nil); err == nil {
+	if _, err := SampleGPU(nil, Nets{}, good, SampleHooks{}); err == nil {
 		t.Error("SampleGPU with a nil device gave no error")
 	}
 }
@@ -260,11 +272,11 @@ func TestSampleOptionErrors(t *testing.T) {
 func TestSampleGPUErrors(t *testing.T) {
 	d := gpu(t)
 	o := SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-	if _, err := SampleGPU(d, Nets{}, o, nil); err == nil || !strings.Contains(err.Error(), "score") {
+	if _, err := SampleGPU(d, Nets{}, o, SampleHooks{}); err == nil || !strings.Contains(err.Error(), "score") {
 		t.Errorf("missing score: %v", err)
 	}
 	o.Method = "gen"
-	if _, err := SampleGPU(d, Nets{}, o, nil); err == nil || !strings.Contains(err.Error(), "generator") {
+	if _, err := SampleGPU(d, Nets{}, o, SampleHooks{}); err == nil || !strings.Contains(err.Error(), "generator") {
 		t.Errorf("missing generator: %v", err)
 	}
 }

@@ -202,15 +202,15 @@ func TestSampleGPUUNet(t *testing.T) {
 		if !c.control {
 			g.Control, cpu.Control, cz.Control = nil, nil, nil
 		}
-		want, err := SampleCPU(cpu, o, nil)
+		want, err := SampleCPU(cpu, o, SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		base, err := SampleCPU(cz, o, nil)
+		base, err := SampleCPU(cz, o, SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := SampleGPU(d, g, o, nil)
+		got, err := SampleGPU(d, g, o, SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"asbm/shaders"
-	"asbm/wasm/stepper"
 )
 
 const (
@@ -233,21 +232,35 @@ func generate(args []js.Value) (any, error) {
 		report = func(args ...any) { inner(args...); collectJSValues() }
 	}
 	pace := newPacer()
+	// One sampler loop for every model and device (shaders' runSampler): chunks that fit the
+	// device's storage-binding limit on the GPU, or a time budget on the CPU; a pause after every
+	// network call so the page paints; previews of the state for image models.
+	a := m.file.Arch
+	hooks := shaders.SampleHooks{Chunk: shaders.GPUChunk(a, gpuStorageBinding), Pause: pace.maybeYield}
+	if useCPU {
+		hooks.Chunk = shaders.CPUChunk(a, cpuChunkFLOPs)
+	}
+	shape := []any{req.points, a.Channels, a.Height, a.Width}
+	if m.image {
+		hooks.PreviewEvery = req.preview
+	}
+	hooks.Progress = func(step, total int, x []float32) error {
+		if x != nil {
+			report(step, total, map[string]any{"images": float32Array(x), "shape": shape, "step": step})
+		} else {
+			report(step, total)
+		}
+		pace.maybeYield()
+		return nil
+	}
 	start := time.Now()
 	var out []float32
 	adapter := "CPU (Go)"
-	// The stepper where its extras are wanted (previews, chunks, the CPU path's pauses); on the GPU
-	// without previews, shaders.SampleGPU keeps x on the device and reads it back once, where the
-	// stepper reads back after every network call.
-	if m.image && (useCPU || req.preview > 0 || req.points > stepper.GPUChunk(m.file.Arch, gpuStorageBinding)) {
-		out, err = cl.sampleImages(m, req, o, device, report, pace)
-	} else if useCPU {
-		out, err = shaders.SampleCPU(m.cpu, o, func(step, total int) {
-			report(step, total)
-			pace.maybeYield()
-		})
+	if useCPU {
+		out, err = shaders.SampleCPU(m.cpu, o, hooks)
 	} else {
-		out, err = shaders.SampleGPU(cl.dev, m.gpu, o, func(step, total int) { report(step, total) })
+		// x stays on the device; it is read back only for previews and at the end.
+		out, err = shaders.SampleGPU(cl.dev, m.gpu, o, hooks)
 	}
 	if err != nil {
 		if !useCPU {
@@ -273,9 +286,8 @@ func generate(args []js.Value) (any, error) {
 		"n":       req.points,
 	}
 	if m.image {
-		a := m.file.Arch
 		res["images"] = float32Array(out)
-		res["shape"] = []any{req.points, a.Channels, a.Height, a.Width}
+		res["shape"] = shape
 	} else {
 		res["points"] = float32Array(out)
 	}
@@ -299,50 +311,6 @@ func (c *client) ensureGPU(m *model) error {
 	}
 	c.refresh()
 	return nil
-}
-
-// sampleImages draws req.points images with the stepper on device, reporting progress (and
-// previews when req.preview > 0) and yielding to the event loop between network calls.
-func (c *client) sampleImages(m *model, req request, o shaders.SampleOptions, device string, report func(args ...any), pace *pacer) ([]float32, error) {
-	a := m.file.Arch
-	so := stepper.Options{SampleOptions: o, Dim: a.Dim, PreviewEvery: req.preview}
-	var nets stepper.Nets
-	if device == "cpu" {
-		so.Chunk = stepper.CPUChunk(a, cpuChunkFLOPs)
-		if m.cpu.Score != nil {
-			nets.Score = stepper.CPU{Net: m.cpu.Score}
-		}
-		if m.cpu.Control != nil {
-			nets.Control = stepper.CPU{Net: m.cpu.Control}
-		}
-		if m.cpu.Gen != nil {
-			nets.Gen = stepper.CPU{Net: m.cpu.Gen}
-		}
-	} else {
-		so.Chunk = stepper.GPUChunk(a, gpuStorageBinding)
-		if m.gpu.Score != nil {
-			nets.Score = m.gpu.Score
-		}
-		if m.gpu.Control != nil {
-			nets.Control = m.gpu.Control
-		}
-		if m.gpu.Gen != nil {
-			nets.Gen = m.gpu.Gen
-		}
-	}
-	shape := []any{req.points, a.Channels, a.Height, a.Width}
-	return stepper.Run(nets, so, stepper.Hooks{
-		Progress: func(step, total int, x []float32) error {
-			if x != nil {
-				report(step, total, map[string]any{"images": float32Array(x), "shape": shape, "step": step})
-			} else {
-				report(step, total)
-			}
-			pace.maybeYield()
-			return nil
-		},
-		Pause: pace.maybeYield,
-	})
 }
 
 // warmup implements asbm.warmup({device}): one forward of one row through every network of the

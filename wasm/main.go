@@ -15,13 +15,12 @@
 // comes from the same seeded Go PRNG as `backend sample`, so a seed gives the same samples here and
 // there.
 //
-// Image models are sampled by the stepper (wasm/stepper: the same arithmetic as shaders' samplers,
-// one network call at a time), which gives what a page drawing images needs: with {preview: k} the
-// progress callback gets the current state {images, shape, step} every k steps; the page's event
-// loop runs between network calls (no freeze longer than one call); and a batch is split into
+// Every model is sampled by shaders.SampleCPU (the CPU path) or shaders.SampleGPU (x stays on the
+// device) with shaders.SampleHooks, which give what a page needs: with {preview: k} an image
+// model's progress callback gets the current state {images, shape, step} every k steps; the page's
+// event loop runs between network calls (no freeze longer than one call); and a batch is split into
 // chunks that fit the device's storage-binding limit on the GPU, or a time budget on the CPU,
-// without changing the noise. On the GPU without previews (and a batch that fits), and for 2-D
-// models, shaders.SampleGPU / SampleCPU run instead (on the GPU, x stays on the device).
+// without changing the samples.
 //
 // Concurrency: a js.FuncOf callback runs on the JS event loop, and WebGPU readback awaits a
 // promise, so blocking inside the callback would deadlock (syscall/js FuncOf docs). Every API call

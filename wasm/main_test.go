@@ -339,7 +339,7 @@ func TestGenerateImagesCPU(t *testing.T) {
 		}
 		got := goFloats(rv.Get("images"))
 		want, err := shaders.SampleCPU(cpu, shaders.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
-			Beta0: 0.1, Beta1: 4, SigmaV: 1}, nil)
+			Beta0: 0.1, Beta1: 4, SigmaV: 1}, shaders.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -270,7 +270,7 @@ test('the WebGPU path gives the CPU path\'s images (where the GPU kernels run U-
       assert.ok(d < TOL, `WebGPU NFE ${opt.nfe}: ${d}`);
       assertNotBlank(await canvasStats(p, '#plot'), 'WebGPU grid');
     }
-    // Without previews the client takes shaders.SampleGPU (x stays on the device): same images.
+    // Without previews the client still takes shaders.SampleGPU, with no preview read-backs (x stays on the device): same images.
     const direct = await p.evaluate(async () => Array.from((await asbm.generate({ nfe: 8, seed: 11, n: 4, sampler: 'sde', device: 'gpu' })).images));
     const d = maxAbsDiff(direct, results.sde11);
     console.log(`# WebGPU NFE 8 without previews (SampleGPU): max |GPU − CPU| = ${d.toExponential(2)}`);
