@@ -65,6 +65,9 @@ type couplingStat struct {
 }
 
 func runEval(args []string, stdout io.Writer) error {
+	if isImageModelFile(flagValue(args, "model")) {
+		return runEvalImages(args, stdout) // FID, straightness, inversion: evalimg.go (issue 4)
+	}
 	fs := newFlags("eval")
 	path := fs.String("model", "", "model file written by `backend train`")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
@@ -76,7 +79,7 @@ func runEval(args []string, stdout io.Writer) error {
 	pathPoints := fs.Int("path-points", 500, "trajectories for straightness")
 	pairs := fs.Int("pairs", 1500, "points of the coupling, Sinkhorn and inversion tests")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return withImageEvalHelp(err)
 	}
 	for k, v := range map[string]int{"--n": *n, "--projections": *proj, "--path-steps": *pathSteps, "--path-points": *pathPoints, "--pairs": *pairs} {
 		if v < 2 {
@@ -90,8 +93,8 @@ func runEval(args []string, stdout io.Writer) error {
 	if m.nets[netControl] == nil || m.nets[netBaseline] == nil || m.nets[netGen] == nil {
 		return fmt.Errorf("%s lacks a network the table needs (it has %v): train it to the end with `backend train`", *path, sortedKeys(m.nets))
 	}
-	if m.nets[netScore].Arch.Kind == "unet" {
-		return fmt.Errorf("%s is an image model: `backend eval` measures the 2-D models only so far (image metrics are issue 4); draw samples with `backend sample --model %s --out grid.png`", *path, *path)
+	if m.nets[netScore].Arch.Kind == "unet" { // not reached: runEval sends image models to runEvalImages
+		return fmt.Errorf("%s is an image model: its flags are those of the image evaluation", *path)
 	}
 	toy, err := data.Toy(m.dataset())
 	if err != nil {

@@ -35,7 +35,7 @@ type verb struct {
 var verbs = map[string]verb{
 	"train":      {"train ASBM (stage 1, stage 2, distillation) and the memoryless baseline", runTrain},
 	"sample":     {"draw samples from a model file and write CSV or a PNG scatter", runSample},
-	"eval":       {"print the quality table (sliced W2 vs NFE, straightness, coupling)", runEval},
+	"eval":       {"print the quality tables: sliced W2 (toys) or FID (images) vs NFE, straightness, couplings, inversion", runEval},
 	"export":     {"write a model file from a training checkpoint", runExport},
 	"serve":      {"serve the built site and the weights over HTTP", runServe},
 	"classifier": {"train the FID feature network of an image data set (backend/fid)", runClassifier},

@@ -82,4 +82,15 @@ type cpuNet struct{ m *shaders.Net }
 
 func (c cpuNet) Dim() int { return c.m.Arch.Dim }
 
-func (c cpuNet) Eval(t, x, out []float32) { copy(out, c.m.ForwardCPU(t, x)) }
+// Eval runs ForwardCPU on chunks of at most cpuChunkRows rows, so a large image batch does not hold
+// every layer's activations for all rows at once (rows are independent: the result is the same).
+func (c cpuNet) Eval(t, x, out []float32) {
+	d := c.m.Arch.Dim
+	for lo := 0; lo < len(t); lo += cpuChunkRows {
+		hi := min(lo+cpuChunkRows, len(t))
+		copy(out[lo*d:hi*d], c.m.ForwardCPU(t[lo:hi], x[lo*d:hi*d]))
+	}
+}
+
+// cpuChunkRows bounds the rows of one plain-Go forward pass.
+const cpuChunkRows = 256

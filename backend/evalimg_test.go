@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"asbm/backend/asbm"
+	"asbm/backend/fid"
+	"asbm/backend/imgdata"
+	"asbm/backend/metrics"
+	"asbm/shaders"
+	"asbm/weights"
+)
+
+// tinyEvalFixture trains the tiny 8×8 MNIST model of tinyImageTrain and a small classifier for
+// 8×8 digits (the shipped ones take 28×28): the feature network --features points the eval at.
+func tinyEvalFixture(t *testing.T) (modelPath, featPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	modelPath = filepath.Join(dir, "digits.msgpack")
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", modelPath}, tinyImageTrain...)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	train, err := imgdata.Load("mnist:train", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 6000 // a random-enough slice: the training split is shuffled
+	sub := &imgdata.Set{Name: train.Name, N: k, C: 1, H: 8, W: 8, Pixels: train.Pixels[:k*64], Labels: train.Labels[:k]}
+	c, st, err := fid.TrainClassifier(sub, nil, fid.TrainConfig{Base: 4, Mults: []int{1, 2}, Hidden: 32, Layers: 1,
+		Epochs: 2, Batch: 64, LR: 3e-3, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("8×8 classifier: train accuracy %.3f (%.1f s)", st.TrainAccuracy, st.Seconds)
+	featPath = filepath.Join(dir, "classifier-8.msgpack")
+	if err := c.Save(featPath); err != nil {
+		t.Fatal(err)
+	}
+	return modelPath, featPath
+}
+
+// tinyEvalArgs keep the image eval of the tiny model to a few seconds.
+var tinyEvalArgs = []string{"--n", "64", "--nfe-list", "1,2,4", "--pairs", "32", "--inv-nfe", "4",
+	"--path-steps", "4", "--path-points", "8", "--floor-repeats", "2", "--seed", "3"}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// TestEvalImages runs `backend eval` on a tiny MNIST U-Net through the real path (the model file,
+// the samplers, a classifier file as the FID feature network, the test split as reference) and
+// checks the report: a finite FID for every method × NFE that exists, nulls elsewhere, the noise
+// floor, straightness, loss floors and inversion rates in range; one FID and the straightness
+// recomputed here from their definitions; the table output; the same FIDs on the GPU sampler.
+func TestEvalImages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a U-Net")
+	}
+	model, feat := tinyEvalFixture(t)
+	var progress bytes.Buffer
+	evalProgress = &progress
+	defer func() { evalProgress = os.Stderr }()
+	args := append([]string{"eval", "--model", model, "--features", feat, "--json"}, tinyEvalArgs...)
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, stderr)
+	}
+	if p := progress.String(); !strings.Contains(p, "[11/11] ") || !strings.Contains(p, "inversion asbm") {
+		t.Errorf("progress lines: %q", p)
+	}
+	var rep imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	nfes := []int{1, 2, 4}
+	if !slices.Equal(rep.NFE, nfes) || rep.N != 64 || rep.Dataset != "mnist" || rep.FeatureInput != "as is" || rep.Reference != "mnist:test" {
+		t.Errorf("header: %+v", rep)
+	}
+	if len(rep.Skipped) != 0 {
+		t.Errorf("skipped methods on a complete model: %v", rep.Skipped)
+	}
+	for _, me := range evalMethods {
+		row := rep.FID[me.name]
+		if len(row) != len(nfes) {
+			t.Fatalf("%s: %d entries, want %d", me.name, len(row), len(nfes))
+		}
+		for i, v := range row {
+			want := !(me.sampler == "gen" && nfes[i] != 1 || me.net == "asbm" && me.sampler != "gen" && nfes[i] == 1)
+			if (v != nil) != want || v != nil && !(finite(*v) && *v >= 0) {
+				t.Errorf("%s NFE %d: FID %v, want a finite value: %v", me.name, nfes[i], v, want)
+			}
+		}
+	}
+	if f := rep.Floor; !(finite(f.Mean) && f.Mean > 0 && f.SD >= 0) || f.N != 64 || f.Repeats != 2 || f.From != "mnist:train" {
+		t.Errorf("noise floor %+v", f)
+	}
+	for _, k := range []string{"asbm-ode", "baseline-ode"} {
+		p, ok := rep.Straightness[k]
+		if !ok || !(finite(p.S) && p.S >= 0) || !(p.LengthRatio >= 1-1e-6) || p.Steps != 4 || p.Points != 8 ||
+			math.Abs(p.SPerValue*64-p.S) > 1e-9*p.S {
+			t.Errorf("straightness %s: %+v", k, p)
+		}
+	}
+	for _, k := range []string{"asbm", "baseline"} {
+		lf, ok := rep.TargetVariance[k]
+		if !ok || !(finite(lf.Loss) && lf.Loss > 0 && lf.SE > 0 && lf.SE < lf.Loss) || lf.Pairs != 32 || lf.Draws != targetDraws {
+			t.Errorf("loss floor %s: %+v", k, lf)
+		}
+	}
+	inv := rep.Inversion
+	if inv == nil {
+		t.Fatal("no inversion test on MNIST")
+	}
+	if inv.Chance != 0.1 || inv.Pairs != 32 || inv.NFE != 4 || !(inv.CleanAccuracy >= 0 && inv.CleanAccuracy <= 1) {
+		t.Errorf("inversion: %+v", inv)
+	}
+	for _, k := range []string{"asbm", "baseline"} {
+		if v, ok := inv.Kept[k]; !ok || !(v >= 0 && v <= 1) || math.Abs(v*32-math.Round(v*32)) > 1e-9 {
+			t.Errorf("inversion %s: %v (want k/32 in [0, 1])", k, inv.Kept)
+		}
+	}
+
+	// References: the ASBM-SDE FID at NFE 2 and the baseline's straightness, recomputed here from
+	// the sampler, the feature network and the definitions (plain single-call networks, so the
+	// row-split evaluation must agree exactly).
+	m, err := loadModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := fid.Load(feat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := fid.ReferenceStats(ex, "mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := sampleCPU(m, request{net: "asbm", sampler: "sde", nfe: 2, n: 64, seed: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := fid.Score(ex, ref, imgs, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := *rep.FID["asbm-sde"][1]; got != want {
+		t.Errorf("asbm-sde NFE 2: report %v, recomputed %v", got, want)
+	}
+	z := asbm.SamplePrior(asbm.NewNoise(3+2), 8, 64)
+	traj, err := asbm.SampleODETrajectory(m.net(netBaseline), nil, m.baseVP, z, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ratio := metrics.Straightness(traj, asbm.BackwardGrid(4), 64)
+	if p := rep.Straightness["baseline-ode"]; p.S != s || p.LengthRatio != ratio {
+		t.Errorf("baseline straightness: report %v, %v; recomputed %v, %v", p.S, p.LengthRatio, s, ratio)
+	}
+
+	// The table, and --json-out writing the same report (same seed: same numbers).
+	jsonPath := filepath.Join(t.TempDir(), "eval.json")
+	args = append([]string{"eval", "--model", model, "--features", feat, "--json-out", jsonPath}, tinyEvalArgs...)
+	code, stdout, stderr = runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval (table): exit %d: %s", code, stderr)
+	}
+	for _, s := range []string{"FID ↓ / NFE", "baseline-ode", "noise floor", "straightness", "stage-2 loss floor", "inversion test", "chance 0.100"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("table lacks %q:\n%s", s, stdout)
+		}
+	}
+	var again imgEvalReport
+	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &again) != nil ||
+		*again.FID["baseline-ode"][2] != *rep.FID["baseline-ode"][2] || again.Inversion.Kept["asbm"] != inv.Kept["asbm"] {
+		t.Errorf("--json-out: %v; the report differs from --json's", err)
+	}
+
+	// The GPU sampler draws the same images (to float rounding), so the same FIDs.
+	if _, err := shaders.NewDevice(); err != nil {
+		if os.Getenv("ASBM_REQUIRE_GPU") == "1" {
+			t.Fatal(err)
+		}
+		t.Logf("no WebGPU adapter (%v): GPU eval skipped", err)
+		return
+	}
+	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--device", "gpu"}, tinyEvalArgs...)
+	args = append(args, "--nfe-list", "1,2", "--pairs", "16", "--inv-nfe", "3", "--path-steps", "3")
+	code, stdout, stderr = runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval --device gpu: exit %d: %s", code, stderr)
+	}
+	var g imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &g); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(g.Device, "gpu (") || g.Inversion == nil || len(g.Straightness) != 2 {
+		t.Errorf("GPU report: %+v", g)
+	}
+	for _, me := range evalMethods {
+		for i := range g.NFE { // NFE 1, 2 are the first two of the CPU run's 1, 2, 4
+			a, b := g.FID[me.name][i], rep.FID[me.name][i]
+			if (a == nil) != (b == nil) || a != nil && math.Abs(*a-*b) > 1e-3*(1+*b) {
+				t.Errorf("%s NFE %d: GPU FID %v, CPU %v", me.name, g.NFE[i], deref(a), deref(b))
+			}
+		}
+	}
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
+
+// TestEvalImagesErrors: an image model with the shipped 28×28 features, bad flags, a feature file
+// that is not one; and the dispatch's reading of --model.
+func TestEvalImagesErrors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a U-Net")
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "digits.msgpack")
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", model}, tinyImageTrain...)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		// The shipped MNIST classifier (found from backend/ upwards) takes 28×28; the model is 8×8.
+		{nil, 2, "image model of 1×8×8 images"},
+		{[]string{"--nfe-list", "1,0"}, 2, "--nfe-list wants comma-separated step counts"},
+		{[]string{"--nfe-list", "2,2"}, 2, "--nfe-list repeats 2"},
+		{[]string{"--device", "tpu"}, 2, "--device must be cpu or gpu"},
+		{[]string{"--n", "1"}, 2, "--n must be between 2"},
+		{[]string{"--inv-nfe", "1"}, 2, "--inv-nfe must be between 2"},
+		{[]string{"--projections", "5"}, 2, "flag provided but not defined: -projections"},
+		{[]string{"--features", filepath.Join(dir, "none.msgpack")}, 1, "no such file"},
+		{[]string{"--features", model}, 1, "is not a feature network"},
+	} {
+		code, _, stderr := runCLI(t, append([]string{"eval", "--model", model}, c.args...)...)
+		if code != c.code || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and one line containing %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+	// Whether the dispatch sees the model under each flag spelling.
+	for _, a := range [][]string{{"--model", model}, {"-model", model}, {"--model=" + model}, {"-model=" + model}} {
+		if flagValue(append(a, "--json"), "model") != model {
+			t.Errorf("flagValue(%v) missed the model", a)
+		}
+	}
+	if flagValue([]string{"--", "--model", model}, "model") != "" || flagValue([]string{"--models", "x"}, "model") != "" ||
+		flagValue([]string{"model", "x"}, "model") != "" {
+		t.Error("flagValue matched past -- or a longer flag name")
+	}
+}
+
+// TestCentreCropInvertsPadding: a 28×28 digit padded to 32×32 as imgdata pads it (background −1,
+// 2 pixels each side) comes back exactly; featureInput picks the crop only for that case.
+func TestCentreCropInvertsPadding(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 3
+	orig := make([]float32, n*28*28)
+	for i := range orig {
+		orig[i] = float32(2*r.Float64() - 1)
+	}
+	padded := make([]float32, n*32*32)
+	for i := range padded {
+		padded[i] = -1
+	}
+	for k := 0; k < n; k++ {
+		for y := 0; y < 28; y++ {
+			copy(padded[k*1024+(y+2)*32+2:], orig[k*784+y*28:k*784+(y+1)*28])
+		}
+	}
+	if got := centreCrop(padded, n, 32, 28); !slices.Equal(got, orig) {
+		t.Error("centre crop does not invert the padding")
+	}
+	c, err := fid.NewRandConv(weights.Arch{Kind: fid.KindRandConv, Channels: 1, Height: 28, Width: 28, Dim: 784, Base: 2, Mults: []int{1}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch := weights.Arch{Kind: "unet", Channels: 1, Height: 32, Width: 32, Dim: 1024}
+	if _, how, err := featureInput(arch, c, "mnist", "x"); err != nil || !strings.Contains(how, "crop") {
+		t.Errorf("mnist 32→28: %q, %v", how, err)
+	}
+	if _, _, err := featureInput(arch, c, "emoji", "x"); err == nil {
+		t.Error("emoji 32×32 gray against 28×28 features: no error")
+	}
+	arch.Height, arch.Width, arch.Dim = 16, 16, 256
+	var ue usageError
+	if _, _, err := featureInput(arch, c, "mnist", "x"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--features") {
+		t.Errorf("16×16 against 28×28 features: %v", err)
+	}
+}
+
+// TestRowSplitNetMatchesOneCall: splitting rows over workers gives exactly the single call's values.
+func TestRowSplitNetMatchesOneCall(t *testing.T) {
+	a := weights.Arch{Kind: "unet", Dim: 64, Channels: 1, Height: 8, Width: 8, Base: 4, Mults: []int{1, 2},
+		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 2}
+	net, err := shaders.NewNet(a, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NewNet zeroes the output conv (zero-init); give it weights so the check is not 0 == 0.
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []string{"out.w", "out.b"} {
+		for i := range net.Params[k] {
+			net.Params[k][i] = float32(r.NormFloat64())
+		}
+	}
+	for _, n := range []int{1, 2, 5} {
+		tv := make([]float32, n)
+		x := make([]float32, n*64)
+		for i := range tv {
+			tv[i] = r.Float32()
+		}
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		want := net.ForwardCPU(tv, x)
+		got := make([]float32, len(x))
+		rowSplitNet{cpuNet{net}, 3}.Eval(tv, x, got)
+		if !slices.Equal(got, want) || slices.Max(want) == 0 {
+			t.Errorf("n = %d: row-split output differs from one call", n)
+		}
+	}
+}
+
+// TestEvalImagesEmojiPartial evaluates a tiny emoji model stripped of its generator and baseline,
+// with an 8×8 random-conv feature network: no inversion test (unlabelled, and not a classifier),
+// the floor drawn from the emoji set itself, and the missing methods skipped with a reason.
+func TestEvalImagesEmojiPartial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a U-Net")
+	}
+	dir := t.TempDir()
+	full := filepath.Join(dir, "emoji.msgpack")
+	train := slices.Clone(tinyImageTrain)
+	train[slices.Index(train, "mnist")] = "emoji"
+	if code, _, stderr := runCLI(t, append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", full}, train...)...); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	f, err := weights.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := weights.New(f.Arch)
+	part.Meta = f.Meta
+	for _, tn := range f.Tensors {
+		if !strings.HasPrefix(tn.Name, netGen) && !strings.HasPrefix(tn.Name, netBaseline) {
+			part.Tensors = append(part.Tensors, tn)
+		}
+	}
+	model := filepath.Join(dir, "partial.msgpack")
+	if err := weights.WriteFile(model, part); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := fid.NewRandConv(weights.Arch{Kind: fid.KindRandConv, Dim: 3 * 64, Channels: 3, Height: 8, Width: 8, Base: 8, Mults: []int{1, 2}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feat := filepath.Join(dir, "features-8.msgpack")
+	if err := rc.Save(feat); err != nil {
+		t.Fatal(err)
+	}
+	evalProgress = io.Discard
+	defer func() { evalProgress = os.Stderr }()
+	code, stdout, stderr := runCLI(t, append([]string{"eval", "--model", model, "--features", feat, "--json"}, tinyEvalArgs...)...)
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, stderr)
+	}
+	var rep imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	if rep.Inversion != nil || rep.Floor.From != "emoji" || rep.Reference != "emoji" || !(rep.Floor.Mean > 0) {
+		t.Errorf("emoji report: inversion %v, floor %+v, reference %q", rep.Inversion, rep.Floor, rep.Reference)
+	}
+	for _, me := range evalMethods {
+		_, skipped := rep.Skipped[me.name]
+		if want := me.net == "baseline" || me.sampler == "gen"; skipped != want {
+			t.Errorf("%s: skipped %v, want %v (%v)", me.name, skipped, want, rep.Skipped)
+		}
+		for i, v := range rep.FID[me.name] {
+			want := !skipped && !(me.net == "asbm" && rep.NFE[i] == 1)
+			if (v != nil) != want || v != nil && !(finite(*v) && *v >= 0) {
+				t.Errorf("%s NFE %d: %v", me.name, rep.NFE[i], deref(v))
+			}
+		}
+	}
+	if _, ok := rep.Straightness["baseline-ode"]; ok || len(rep.Straightness) != 1 || len(rep.TargetVariance) != 1 {
+		t.Errorf("straightness %v, loss floors %v: want ASBM's only", rep.Straightness, rep.TargetVariance)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "unlabelled") }) {
+		t.Errorf("notes %q do not say why the inversion test is missing", rep.Notes)
+	}
+	code, stdout, _ = runCLI(t, append([]string{"eval", "--model", model, "--features", feat}, tinyEvalArgs...)...)
+	if code != 0 || !strings.Contains(stdout, "distilled: skipped (the model file has no gen network)") {
+		t.Errorf("table: exit %d\n%s", code, stdout)
+	}
+}
