@@ -107,21 +107,27 @@ func runEval(args []string, stdout io.Writer) error {
 	}
 	rep.Model = *path
 	rep.Seconds = time.Since(start).Seconds()
+	return writeReport(stdout, rep, *jsonOut, *asJSON, func() { printReport(stdout, rep) })
+}
+
+// writeReport writes rep as indented JSON to jsonOut when it is set, then to stdout as JSON when
+// asJSON, else as the tables printTables draws.
+func writeReport(stdout io.Writer, rep any, jsonOut string, asJSON bool, printTables func()) error {
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
 	}
 	js = append(js, '\n')
-	if *jsonOut != "" {
-		if err := os.WriteFile(*jsonOut, js, 0o644); err != nil {
+	if jsonOut != "" {
+		if err := os.WriteFile(jsonOut, js, 0o644); err != nil {
 			return err
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		_, err := stdout.Write(js)
 		return err
 	}
-	printReport(stdout, rep)
+	printTables()
 	return nil
 }
 

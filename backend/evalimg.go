@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -257,22 +256,7 @@ func runEvalImages(args []string, stdout io.Writer) error {
 	}
 	rep.Model = *path
 	rep.Seconds = time.Since(start).Seconds()
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	js = append(js, '\n')
-	if *jsonOut != "" {
-		if err := os.WriteFile(*jsonOut, js, 0o644); err != nil {
-			return err
-		}
-	}
-	if *asJSON {
-		_, err := stdout.Write(js)
-		return err
-	}
-	printImageReport(stdout, rep)
-	return nil
+	return writeReport(stdout, rep, *jsonOut, *asJSON, func() { printImageReport(stdout, rep) })
 }
 
 // findUpwards returns rel joined to the working directory or the nearest parent that holds it, so the
