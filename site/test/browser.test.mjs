@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer as startServerAt, launch, maxAbsDiff } from './helpers.mjs';
+import { startServer as startServerAt, launch, maxAbsDiff, blogOnOtherOrigin } from './helpers.mjs';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -396,7 +396,6 @@ async function widgetGenerate(frame, name) {
 }
 
 test('the widget and the /embed iframe work on a page of another origin', async () => {
-  const { createServer } = await import('node:http');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>blog</title><link rel="icon" href="data:,">
 <script type="module" src="${baseURL}widget.js"></script></head>
 <body><article style="max-width:36rem"><p>Some text.</p>
@@ -404,17 +403,7 @@ test('the widget and the /embed iframe work on a page of another origin', async 
 <p>More text.</p>
 <iframe id="f" src="${baseURL}embed?model=8gaussians&nfe=1&seed=3" style="width:100%;height:380px;border:0"></iframe>
 </article></body></html>`;
-  const other = createServer((req, res) => {
-    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
-    res.end(req.url === '/' ? html : 'not found');
-  });
-  await new Promise((r) => other.listen(0, '127.0.0.1', r));
-  // localhost vs 127.0.0.1: another origin, and both are secure contexts.
-  const otherURL = `http://localhost:${other.address().port}/`;
-  const p = await ctx.newPage();
-  const log = [];
-  p.on('console', (m) => { if (m.type() === 'error') log.push(m.text()); pageLog.push(`[xorigin console.${m.type()}] ${m.text()}`); });
-  p.on('pageerror', (e) => { log.push(e.message); pageLog.push(`[xorigin pageerror] ${e.message}`); });
+  const { page: p, url: otherURL, errors: log, close } = await blogOnOtherOrigin(ctx, html, pageLog);
   try {
     await p.goto(otherURL);
     const direct = await widgetGenerate(p.mainFrame(), 'element');
@@ -427,8 +416,6 @@ test('the widget and the /embed iframe work on a page of another origin', async 
     await shot(p, 'cross-origin-embed');
     assert.deepEqual(log, [], 'console errors on the embedding page');
   } finally {
-    await p.close();
-    other.closeAllConnections(); // the browser keeps idle keep-alive sockets open, which close() would wait for
-    await new Promise((r) => other.close(r));
+    await close();
   }
 });

@@ -70,3 +70,26 @@ export function maxScaledDiff(a, b) {
   }
   return m;
 }
+
+// blogOnOtherOrigin serves html at / on another origin (localhost vs the site's 127.0.0.1: both
+// secure contexts) and opens it in a new page of ctx. errors collects the page's console errors and
+// uncaught exceptions; every console line also goes to pageLog. close() closes the page and the
+// server.
+export async function blogOnOtherOrigin(ctx, html, pageLog) {
+  const { createServer } = await import('node:http');
+  const other = createServer((req, res) => {
+    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(req.url === '/' ? html : 'not found');
+  });
+  await new Promise((r) => other.listen(0, '127.0.0.1', r));
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); pageLog.push(`[xorigin console.${m.type()}] ${m.text()}`); });
+  p.on('pageerror', (e) => { errors.push(e.message); pageLog.push(`[xorigin pageerror] ${e.message}`); });
+  const close = async () => {
+    await p.close();
+    other.closeAllConnections(); // the browser keeps idle keep-alive sockets open, which close() would wait for
+    await new Promise((r) => other.close(r));
+  };
+  return { page: p, url: `http://localhost:${other.address().port}/`, errors, close };
+}

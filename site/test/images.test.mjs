@@ -15,11 +15,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, mkdir, readFile, rm, access, copyFile, writeFile, readdir } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, launch, maxScaledDiff, maxAbsDiff } from './helpers.mjs';
+import { startServer, launch, maxScaledDiff, maxAbsDiff, blogOnOtherOrigin } from './helpers.mjs';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -341,16 +340,7 @@ test('the widget and /embed show the image model on a page of another origin', a
 <p>More text.</p>
 <iframe id="f" src="${baseURL}embed?model=tiny-unet&nfe=8&seed=11&grid=2" style="width:100%;height:380px;border:0"></iframe>
 </article></body></html>`;
-  const other = createServer((req, res) => {
-    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
-    res.end(req.url === '/' ? html : 'not found');
-  });
-  await new Promise((r) => other.listen(0, '127.0.0.1', r));
-  const otherURL = `http://localhost:${other.address().port}/`;
-  const p = await ctx.newPage();
-  const errors = [];
-  p.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); pageLog.push(`[xorigin console.${m.type()}] ${m.text()}`); });
-  p.on('pageerror', (e) => { errors.push(e.message); pageLog.push(`[xorigin pageerror] ${e.message}`); });
+  const { page: p, url: otherURL, errors, close } = await blogOnOtherOrigin(ctx, html, pageLog);
   try {
     await p.goto(otherURL);
     // Default grid: one image, the first of the page's NFE 1 seed 7 grid (rows are independent and
@@ -366,9 +356,7 @@ test('the widget and /embed show the image model on a page of another origin', a
     await shot(p, 'cross-origin-image-widget');
     assert.deepEqual(errors, [], 'console errors on the embedding page');
   } finally {
-    await p.close();
-    other.closeAllConnections(); // the browser keeps idle keep-alive sockets open, which close() would wait for
-    await new Promise((r) => other.close(r));
+    await close();
   }
 });
 
