@@ -110,6 +110,18 @@ func runEval(args []string, stdout io.Writer) error {
 	return writeReport(stdout, rep, *jsonOut, *asJSON, func() { printReport(stdout, rep) })
 }
 
+// methodRequest is the sampling request of one (method, NFE) cell of a quality table, or false for
+// a cell the table leaves empty: NFE 1 of ASBM is the distilled generator's row, which has no other.
+func methodRequest(net, sampler string, nfe, n int, seed uint64) (request, bool) {
+	if sampler == "gen" && nfe != 1 || sampler != "gen" && net == "asbm" && nfe == 1 {
+		return request{}, false
+	}
+	if sampler == "gen" {
+		sampler = "sde" // request.method() picks the generator for ASBM at NFE 1
+	}
+	return request{net: net, sampler: sampler, nfe: nfe, n: n, seed: seed}, true
+}
+
 // writeReport writes rep as indented JSON to jsonOut when it is set, then to stdout as JSON when
 // asJSON, else as the tables printTables draws.
 func writeReport(stdout io.Writer, rep any, jsonOut string, asJSON bool, printTables func()) error {
@@ -160,14 +172,9 @@ func evaluate(m *model, toy data.Sampler, o evalOptions) (*evalReport, error) {
 	for _, me := range evalMethods {
 		rep.SWD[me.name] = make([]*float64, len(evalNFEs))
 		for i, nfe := range evalNFEs {
-			if me.sampler == "gen" && nfe != 1 || me.sampler != "gen" && me.net == "asbm" && nfe == 1 {
-				continue // NFE 1 of ASBM is the generator's row
+			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed); ok {
+				jobs = append(jobs, job{me.name, i, r})
 			}
-			sampler := me.sampler
-			if sampler == "gen" {
-				sampler = "sde"
-			}
-			jobs = append(jobs, job{me.name, i, request{net: me.net, sampler: sampler, nfe: nfe, n: o.n, seed: o.seed}})
 		}
 	}
 	var mu sync.Mutex

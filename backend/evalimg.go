@@ -617,14 +617,9 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 			continue
 		}
 		for i, nfe := range o.nfes {
-			if me.sampler == "gen" && nfe != 1 || me.sampler != "gen" && me.net == "asbm" && nfe == 1 {
-				continue // NFE 1 of ASBM is the generator's row
+			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed); ok {
+				jobs = append(jobs, job{me.name, i, r})
 			}
-			sampler := me.sampler
-			if sampler == "gen" {
-				sampler = "sde"
-			}
-			jobs = append(jobs, job{me.name, i, request{net: me.net, sampler: sampler, nfe: nfe, n: o.n, seed: o.seed}})
 		}
 	}
 	var mu sync.Mutex
