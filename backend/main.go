@@ -5,6 +5,7 @@
 //	backend eval   --model weights/8gaussians.msgpack [--json]
 //	backend export --ckpt runs/8gaussians/checkpoint.msgpack --out weights/8gaussians.msgpack
 //	backend serve  --site dist --weights weights --addr 127.0.0.1:8080
+//	backend plot   --model runs/8gaussians/checkpoint.msgpack --out loss.png
 //
 // Bad input gives one clear line on stderr and a non-zero exit status (2 for usage errors).
 package main
@@ -40,6 +41,7 @@ var verbs = map[string]verb{
 	"serve":      {"serve the built site and the weights over HTTP", runServe},
 	"classifier": {"train the FID feature network of an image data set (backend/fid)", runClassifier},
 	"bench":      {"time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", runBench},
+	"plot":       {"draw a training run's loss curves (one panel per phase) as a PNG", runPlot},
 }
 
 func main() {

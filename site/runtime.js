@@ -29,11 +29,37 @@ function loadClassicScript(src) {
   });
 }
 
+// HASH_RE is what the server accepts as ?v=: 12 to 64 lowercase hex digits of a SHA-256.
+const HASH_RE = /^[0-9a-f]{12,64}$/;
+
+// versioned is url with ?v=hash when hash is a valid one, else url itself. The server marks a
+// response to a ?v= naming the file's current hash immutable for a year, and answers a stale one
+// with the current file, uncached.
+function versioned(url, hash) {
+  if (!HASH_RE.test(hash || '')) return url;
+  const u = new URL(url);
+  u.searchParams.set('v', hash);
+  return u.href;
+}
+
+// wasmHash asks base's /api/build for asbm.wasm's hash; '' where there is none (a static host).
+async function wasmHash(base) {
+  try {
+    const res = await fetch(new URL('api/build', base), { cache: 'no-cache' });
+    if (!res.ok) return '';
+    const b = await res.json();
+    return typeof b.wasm_sha256 === 'string' ? b.wasm_sha256 : '';
+  } catch {
+    return ''; // no API, or not JSON (a host answering every path with a page)
+  }
+}
+
 async function boot(base, onExit) {
+  const hash = wasmHash(base); // in parallel with wasm_exec.js
   if (typeof globalThis.Go !== 'function') await loadClassicScript(new URL('wasm_exec.js', base).href);
   if (typeof globalThis.Go !== 'function') throw new Error('wasm_exec.js did not load; rebuild the site with ./build.sh build');
   const go = new globalThis.Go();
-  const url = new URL('asbm.wasm', base).href;
+  const url = versioned(new URL('asbm.wasm', base).href, await hash);
   let inst;
   try {
     inst = await WebAssembly.instantiateStreaming(fetch(url), go.importObject);
@@ -90,9 +116,10 @@ function expectedLength(res, known) {
 }
 
 // fetchWithProgress downloads url, calling onProgress(received, total) as chunks arrive (total 0:
-// unknown), and returns the bytes.
-export async function fetchWithProgress(url, { bytes = 0, onProgress } = {}) {
-  const res = await fetch(url, { cache: 'no-cache' });
+// unknown), and returns the bytes. cache is fetch's cache mode: 'no-cache' (revalidate) unless url
+// carries ?v=, whose response the server marks immutable.
+export async function fetchWithProgress(url, { bytes = 0, onProgress, cache = 'no-cache' } = {}) {
+  const res = await fetch(url, { cache });
   if (!res.ok) throw new Error(`fetch ${url}: HTTP ${res.status} ${res.statusText}`);
   const total = expectedLength(res, bytes);
   if (!res.body || !res.body.getReader) return new Uint8Array(await res.arrayBuffer());
@@ -147,11 +174,12 @@ export async function fetchModel(model, onProgress) {
       await cache.delete(key);
     }
   }
-  const bytes = await fetchWithProgress(model.url, { bytes: model.bytes, onProgress });
+  const url = versioned(model.url, model.sha256);
+  const bytes = await fetchWithProgress(url, { bytes: model.bytes, onProgress, cache: url === model.url ? 'no-cache' : 'default' });
   if (cache) {
     const sum = await sha256Prefix(bytes);
     if (sum !== '' && sum !== model.sha256) {
-      throw new Error(`${model.url}: sha256 ${sum} differs from the listed ${model.sha256}; reload the page`);
+      throw new Error(`${url}: sha256 ${sum} differs from the listed ${model.sha256}; reload the page`);
     }
     try {
       const path = new URL(model.url).pathname;

@@ -18,6 +18,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// ShortHashLen is how many hex digits of a SHA-256 the API lists (/api/models, /api/build): 64
+// bits, plenty to tell versions of one file apart, and what the page's Cache API keys use.
+const ShortHashLen = 16
+
 // maxModelBytes bounds what /api/models reads to describe one file; bigger files are listed with
 // an error instead of being decoded.
 const maxModelBytes = 256 << 20
@@ -30,7 +34,8 @@ type Model struct {
 	URL string `json:"url"`
 	// Bytes is the file size.
 	Bytes int64 `json:"bytes"`
-	// SHA256 is the first 16 hex digits of the file's SHA-256 (also sent as its ETag).
+	// SHA256 is the first 16 hex digits of the file's SHA-256 (also sent as its ETag). Fetching
+	// URL with ?v=SHA256 makes the response cacheable for a year (see the package comment).
 	SHA256 string `json:"sha256"`
 	// Dataset is meta["dataset"] ("" when absent).
 	Dataset string `json:"dataset"`
@@ -42,9 +47,10 @@ type Model struct {
 	Error string `json:"error,omitempty"`
 }
 
-// modelCache remembers decoded descriptions by name, size and modification time, so listing does
-// not hash and decode every file on every request.
-type modelCache struct {
+// fileCache remembers, per served file, its SHA-256 and (for model files) its description, keyed
+// by folder, name, size and modification time: every file is hashed once per modification, and
+// /api/models, the weights' ETag, the ?v= check and /api/build all read the same entry.
+type fileCache struct {
 	mu sync.Mutex
 	m  map[string]cached
 }
@@ -52,43 +58,78 @@ type modelCache struct {
 type cached struct {
 	size  int64
 	mtime time.Time
-	model Model
+	sum   string // full SHA-256, lowercase hex
+	model *Model // nil until a model description is asked for
 }
 
-func newModelCache() *modelCache { return &modelCache{m: map[string]cached{}} }
+func newFileCache() *fileCache { return &fileCache{m: map[string]cached{}} }
 
-// entry describes the model file name (with .msgpack) in root.
-func (mc *modelCache) entry(root *os.Root, name string) (Model, error) {
-	f, err := root.Open(name)
+// lookup returns the entry for key if it still describes st.
+func (fc *fileCache) lookup(key string, st fs.FileInfo) (cached, bool) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	c, ok := fc.m[key]
+	return c, ok && c.size == st.Size() && c.mtime.Equal(st.ModTime())
+}
+
+func (fc *fileCache) store(key string, c cached) {
+	fc.mu.Lock()
+	fc.m[key] = c
+	fc.mu.Unlock()
+}
+
+// sum returns the full hex SHA-256 of the open file f whose Stat is st, cached under key (the
+// folder and the file name, e.g. "site/asbm.wasm"). Hashing the descriptor that is then served,
+// not a second open of the name, keeps the hash and the body in agreement while a file is replaced.
+// It leaves f's offset at the start.
+func (fc *fileCache) sum(key string, f *os.File, st fs.FileInfo) (string, error) {
+	if c, ok := fc.lookup(key, st); ok {
+		return c.sum, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(h.Sum(nil))
+	fc.store(key, cached{size: st.Size(), mtime: st.ModTime(), sum: s})
+	return s, nil
+}
+
+// model describes the model file name (with .msgpack) in the weights folder root.
+func (fc *fileCache) model(root *os.Root, name string) (Model, error) {
+	f, st, err := openRegular(root, name)
 	if err != nil {
 		return Model{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	key := weightsKey(name)
+	if c, ok := fc.lookup(key, st); ok && c.model != nil {
+		return *c.model, nil
+	}
+	s, err := fc.sum(key, f, st)
 	if err != nil {
 		return Model{}, err
 	}
-	if !st.Mode().IsRegular() {
-		return Model{}, fs.ErrNotExist
-	}
-	mc.mu.Lock()
-	c, ok := mc.m[name]
-	mc.mu.Unlock()
-	if ok && c.size == st.Size() && c.mtime.Equal(st.ModTime()) {
-		return c.model, nil
-	}
-	m := describe(name, st.Size(), f)
-	mc.mu.Lock()
-	mc.m[name] = cached{size: st.Size(), mtime: st.ModTime(), model: m}
-	mc.mu.Unlock()
+	m := describe(name, st.Size(), s, f)
+	fc.store(key, cached{size: st.Size(), mtime: st.ModTime(), sum: s, model: &m})
 	return m, nil
 }
 
-// describe hashes and decodes one model file. Decoding errors are reported in Model.Error rather
-// than hiding the file, so a broken export shows up in the list with its reason.
-func describe(name string, size int64, r io.Reader) Model {
+// weightsKey and siteKey are fileCache keys; the two folders may hold files of the same name.
+func weightsKey(name string) string { return "weights/" + name }
+func siteKey(name string) string    { return "site/" + name }
+
+// describe decodes one model file whose full hex SHA-256 is sum. Decoding errors are reported in
+// Model.Error rather than hiding the file, so a broken export shows up in the list with its reason.
+func describe(name string, size int64, sum string, r io.Reader) Model {
 	base := strings.TrimSuffix(name, ".msgpack")
-	m := Model{Name: base, URL: "/weights/" + name, Bytes: size, Nets: []string{}}
+	m := Model{Name: base, URL: "/weights/" + name, Bytes: size, SHA256: sum[:ShortHashLen], Nets: []string{}}
 	if size > maxModelBytes {
 		m.Error = "file larger than 256 MiB; not decoded"
 		return m
@@ -98,8 +139,6 @@ func describe(name string, size int64, r io.Reader) Model {
 		m.Error = "read: " + err.Error()
 		return m
 	}
-	sum := sha256.Sum256(data)
-	m.SHA256 = hex.EncodeToString(sum[:8])
 	f, err := weights.Decode(data)
 	if err != nil {
 		m.Error = err.Error()
@@ -144,13 +183,13 @@ func (h *handler) listModels(c echo.Context) error {
 		if !de.Type().IsRegular() || !validModelName(de.Name()) {
 			continue
 		}
-		m, err := h.models.entry(h.weights, de.Name())
+		m, err := h.files.model(h.weights, de.Name())
 		if err != nil || !m.isGenerator() {
 			continue
 		}
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	c.Response().Header().Set("Cache-Control", "no-cache")
+	c.Response().Header().Set("Cache-Control", NoCache)
 	return c.JSON(http.StatusOK, out)
 }

@@ -1,22 +1,35 @@
 // Package server serves the built site (the page, wasm_exec.js and the pre-compressed asbm.wasm),
 // the model files and a small JSON API over HTTP with echo v4. It is what `backend serve` runs; any
 // static host can serve dist/ and weights/ the same way, the API only saves the page from a
-// hard-coded model list.
+// hard-coded model list and lets it use long-lived caching.
 //
 // Routes:
 //
 //	GET /                      dist/index.html (directories serve their index.html, never a listing)
-//	GET /<file>                a file under Config.Site; asbm.wasm is sent from asbm.wasm.gz with
-//	                           Content-Encoding: gzip when the client accepts gzip
-//	GET /weights/<name>.msgpack a model file from Config.Weights (not gzipped: float bytes barely
-//	                           compress and an intact Content-Length lets the page show progress)
+//	GET /<file>                a file under Config.Site
+//	GET /asbm.wasm[?v=HASH]    the client; sent from asbm.wasm.br (Content-Encoding: br) or
+//	                           asbm.wasm.gz (gzip) as Accept-Encoding allows, br first at equal q,
+//	                           else raw; range requests always get the raw file. Any *.wasm alike.
+//	GET /weights/<name>.msgpack[?v=HASH]
+//	                           a model file from Config.Weights (not compressed: float bytes barely
+//	                           compress and an intact Content-Length lets the page show progress);
+//	                           ETag: its SHA-256 prefix
 //	GET /api/models            the *.msgpack files in Config.Weights: name, bytes, sha256 prefix, dataset
+//	GET /api/build             {"wasm", "wasm_sha256", "wasm_bytes"}: the client's hash for ?v=
 //	GET /embed                 dist/embed.html: the widget alone, for iframes on any site
+//
+// Caching: every response says Cache-Control: no-cache (file names carry no hash), except
+// asbm.wasm and model files requested with ?v=HASH where HASH is 12 to 64 lowercase hex digits
+// that begin the file's current SHA-256 (the sha256 of /api/models and the wasm_sha256 of
+// /api/build are 16 of them): those say public, max-age=31536000, immutable. A wrong or stale
+// HASH gets the current file with no-cache, never an error, so a page open across a redeploy
+// still loads. Each file is hashed once per (size, modification time).
 //
 // Framing: every response says X-Frame-Options: SAMEORIGIN and frame-ancestors 'self', except
 // /embed, which any page may frame (frame-ancestors *, no X-Frame-Options). CORS
 // (Access-Control-Allow-Origin: *) is sent only for what the widget loads from another origin:
-// widget.js and the modules it imports, wasm_exec.js, asbm.wasm, /api/models and /weights/*.
+// widget.js and the modules it imports, wasm_exec.js, asbm.wasm, /api/models, /api/build and
+// /weights/*.
 //
 // Every file is opened through an os.Root, so no request path can leave its folder, and paths with
 // "..", backslashes or NUL bytes (raw or percent-encoded) are refused before that.
@@ -39,7 +52,8 @@ import (
 
 // Config says which folders the server reads.
 type Config struct {
-	// Site is the built site (dist/): index.html, app.js, style.css, wasm_exec.js, asbm.wasm(.gz).
+	// Site is the built site (dist/): index.html, app.js, style.css, wasm_exec.js, asbm.wasm(.br,
+	// .gz).
 	Site string
 	// Weights is the folder of model files (*.msgpack) listed by /api/models.
 	Weights string
@@ -63,15 +77,15 @@ var EmbedContentSecurityPolicy = strings.Replace(ContentSecurityPolicy, "frame-a
 const EmbedPath = "/embed"
 
 // corsFiles are the site files a page of another origin loads to run the widget: the module, the
-// modules it imports, and the Go runtime. Only these (and /api/models, /weights/*) get CORS.
+// modules it imports, and the Go runtime. Only these (and the API, /weights/*) get CORS.
 var corsFiles = map[string]bool{
 	"/widget.js": true, "/plot.js": true, "/runtime.js": true, "/wasm_exec.js": true, "/asbm.wasm": true,
-	"/asbm.wasm.gz": true,
+	"/asbm.wasm.gz": true, "/asbm.wasm.br": true,
 }
 
 // allowsCORS says whether a request path is one of the widget's cross-origin assets.
 func allowsCORS(p string) bool {
-	return corsFiles[p] || p == "/api/models" || strings.HasPrefix(p, "/weights/")
+	return corsFiles[p] || p == "/api/models" || p == "/api/build" || strings.HasPrefix(p, "/weights/")
 }
 
 // isEmbed says whether a request path is the frameable page.
@@ -127,10 +141,11 @@ func New(cfg Config) (*echo.Echo, error) {
 		Skipper:   skipGzip,
 	}))
 
-	h := &handler{site: site, weights: wts, models: newModelCache()}
+	h := &handler{site: site, weights: wts, files: newFileCache()}
 	// HEAD is answered like GET (http.ServeContent sends no body), so curl -I and link checkers work.
 	get := []string{http.MethodGet, http.MethodHead}
 	e.Match(get, "/api/models", h.listModels)
+	e.Match(get, "/api/build", h.buildInfo)
 	e.Match(get, "/weights/*", h.serveWeights)
 	e.Match(get, EmbedPath, h.serveEmbed)
 	e.Match(get, "/*", h.serveSite)
@@ -223,7 +238,7 @@ func skipGzip(c echo.Context) bool {
 		return true
 	}
 	p := strings.ToLower(r.URL.Path)
-	for _, ext := range []string{".wasm", ".gz", ".msgpack", ".png", ".jpg", ".jpeg", ".webp", ".ico"} {
+	for _, ext := range []string{".wasm", ".gz", ".br", ".msgpack", ".png", ".jpg", ".jpeg", ".webp", ".ico"} {
 		if strings.HasSuffix(p, ext) {
 			return true
 		}
