@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -179,7 +180,7 @@ func parseNFEList(s string) ([]int, error) {
 type imgEvalFlags struct {
 	fs                     *flag.FlagSet
 	path, jsonOut, nfeList *string
-	asJSON                 *bool
+	asJSON, annotate       *bool
 	o                      imgEvalOptions
 }
 
@@ -190,6 +191,8 @@ func newImgEvalFlags() *imgEvalFlags {
 	f.path = fs.String("model", "", "image model file (written by backend train)")
 	f.asJSON = fs.Bool("json", false, "print JSON instead of tables")
 	f.jsonOut = fs.String("json-out", "", "also write the JSON report to this file")
+	f.annotate = fs.Bool("annotate", false, "also store the JSON report and this command in the model file's metadata "+
+		"(keys eval and eval_command; the file is rewritten atomically), so shipped weights carry their metrics")
 	fs.IntVar(&o.n, "n", 256, "generated images per FID, and real images of the noise floor; FIDs are comparable only at "+
 		"the same n (backend/fid's protocol: 1,000 for quick checks, 5,000 for reported numbers); below the feature width "+
 		"(128) the covariance is rank-deficient")
@@ -256,7 +259,30 @@ func runEvalImages(args []string, stdout io.Writer) error {
 	}
 	rep.Model = *path
 	rep.Seconds = time.Since(start).Seconds()
-	return writeReport(stdout, rep, *jsonOut, *asJSON, func() { printImageReport(stdout, rep) })
+	if err := writeReport(stdout, rep, *jsonOut, *asJSON, func() { printImageReport(stdout, rep) }); err != nil {
+		return err
+	}
+	if *f.annotate {
+		return annotateModel(*path, rep, args)
+	}
+	return nil
+}
+
+// annotateModel stores rep (as JSON) and the eval command that produced it in the model file's
+// metadata. The file is read again rather than reusing the loaded model, so only the two keys
+// change; weights.WriteFile replaces it atomically.
+func annotateModel(path string, rep any, args []string) error {
+	js, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	f, err := weights.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	f.Meta["eval"] = string(js)
+	f.Meta["eval_command"] = "backend eval " + strings.Join(args, " ")
+	return weights.WriteFile(path, f)
 }
 
 // findUpwards returns rel joined to the working directory or the nearest parent that holds it, so the

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -406,8 +407,33 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "unlabelled") }) {
 		t.Errorf("notes %q do not say why the inversion test is missing", rep.Notes)
 	}
-	code, stdout, _ = runCLI(t, append([]string{"eval", "--model", model, "--features", feat}, tinyEvalArgs...)...)
+	// The table run also stores its report in the file (--annotate): the same numbers (same seed),
+	// the command, and the networks untouched.
+	args := append([]string{"eval", "--model", model, "--features", feat, "--annotate"}, tinyEvalArgs...)
+	code, stdout, _ = runCLI(t, args...)
 	if code != 0 || !strings.Contains(stdout, "distilled: skipped (the model file has no gen network)") {
 		t.Errorf("table: exit %d\n%s", code, stdout)
+	}
+	ann, err := weights.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored imgEvalReport
+	if js, _ := ann.MetaString("eval"); json.Unmarshal([]byte(js), &stored) != nil ||
+		!reflect.DeepEqual(stored.FID, rep.FID) || stored.Floor != rep.Floor {
+		t.Errorf("meta eval: %+v, want the report %+v", stored, rep)
+	}
+	if c, _ := ann.MetaString("eval_command"); c != "backend "+strings.Join(args, " ") {
+		t.Errorf("meta eval_command %q", c)
+	}
+	if ds, _ := ann.MetaString("dataset"); ds != "emoji" || len(ann.Tensors) != len(part.Tensors) {
+		t.Errorf("annotated file lost metadata or tensors: dataset %q, %d tensors (want %d)", ds, len(ann.Tensors), len(part.Tensors))
+	}
+	for i, tn := range ann.Tensors {
+		a, _, _ := ann.Float32(tn.Name)
+		b, _, _ := part.Float32(part.Tensors[i].Name)
+		if tn.Name != part.Tensors[i].Name || !slices.Equal(a, b) {
+			t.Errorf("tensor %s changed", tn.Name)
+		}
 	}
 }
