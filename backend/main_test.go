@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -304,6 +305,64 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "train", "--data", "toy:moons", "--from-phase", "stage2"); code != 2 || !strings.Contains(stderr, "--from-phase needs --resume") {
 		t.Errorf("--from-phase without --resume: exit %d %q", code, stderr)
+	}
+}
+
+// TestKeepWeightsContinuesPhases trains a finished run's baseline and generator further with
+// --keep-weights: with a learning rate of 1e-12 their live parameters must stay where the first run
+// left them (a fresh start would be a new initialisation), the earlier phases' networks are kept
+// bit for bit, and the log records both runs of each continued phase.
+func TestKeepWeightsContinuesPhases(t *testing.T) {
+	dir := t.TempDir()
+	trainTiny(t, dir)
+	ckpt := filepath.Join(dir, "run", checkpointName)
+	before, err := loadTrainState(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--from-phase", "baseline",
+		"--keep-weights", "--lr", "1e-12", "--out", filepath.Join(dir, "more.msgpack"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	after, err := loadTrainState(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for net, state := range before.final {
+		for k, v := range state {
+			w := after.final[net][k]
+			if len(w) != len(v) {
+				t.Fatalf("%s %s: %d values, want %d", net, k, len(w), len(v))
+			}
+			worst := 0.0
+			for i := range v {
+				worst = math.Max(worst, math.Abs(float64(w[i]-v[i])))
+			}
+			continued := (net == "b" || net == "g") && strings.HasPrefix(k, "param/")
+			switch {
+			case (net == "u" || net == "s") && worst != 0:
+				t.Errorf("%s %s changed by %g: earlier phases must be kept as they were", net, k, worst)
+			case continued && worst > 1e-6:
+				t.Errorf("%s %s moved by %g at lr 1e-12: the phase did not continue from its network", net, k, worst)
+			}
+		}
+	}
+	if len(after.warm) != 0 {
+		t.Errorf("warm starts left after the run: %v", after.warm)
+	}
+	var cont []string
+	for _, l := range after.log {
+		if strings.HasSuffix(l, "(continued from the previous networks, --keep-weights)") {
+			cont = append(cont, strings.SplitN(l, ":", 2)[0])
+		}
+	}
+	if !slices.Equal(cont, []string{"baseline", "distill"}) || len(after.log) != len(before.log)+2 {
+		t.Errorf("log:\n%s", strings.Join(after.log, "\n"))
+	}
+	if code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--keep-weights"); code != 2 ||
+		!strings.Contains(stderr, "--keep-weights needs --from-phase") {
+		t.Errorf("--keep-weights without --from-phase: exit %d %q", code, stderr)
 	}
 }
 

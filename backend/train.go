@@ -176,6 +176,8 @@ func trainFlagSet(c *trainConfig, o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.run, "run", "", "folder for the checkpoint and log (default runs/<data set>)")
 	fs.BoolVar(&o.resume, "resume", false, "continue the run in --run from its checkpoint; flags given with it override the stored ones")
 	fs.StringVar(&o.fromPhase, "from-phase", "", "with --resume: restart at this phase (stage2, baseline or distill), keeping the earlier phases' networks")
+	fs.BoolVar(&o.keepWeights, "keep-weights", false, "with --from-phase: start that phase and the later ones from their finished networks "+
+		"(weights, EMA, optimizer moments) instead of fresh ones, on a new noise stream: trains them for more epochs")
 	fs.StringVar(&o.device, "device", "cpu", "training engine: cpu (gorgonia), gpu or auto")
 	fs.BoolVar(&o.f16, "f16", false, "store the exported weights as f16")
 	fs.IntVar(&o.size, "size", 0, "image side length in pixels (default 28 for mnist and fashion, 32 otherwise)")
@@ -186,7 +188,7 @@ func trainFlagSet(c *trainConfig, o *runOptions) *flag.FlagSet {
 // runOptions are the train flags that are not part of the stored configuration.
 type runOptions struct {
 	out, run, fromPhase, device, stopAfter string
-	resume, f16                            bool
+	resume, f16, keepWeights               bool
 	size                                   int
 }
 
@@ -242,6 +244,9 @@ func runTrain(args []string, stdout io.Writer) error {
 	if o.fromPhase != "" && (!o.resume || phaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
 		return usagef("--from-phase needs --resume and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
+	if o.keepWeights && o.fromPhase == "" {
+		return usagef("--keep-weights needs --from-phase (the phase to train further)")
+	}
 	if o.stopAfter != "" && (phaseIndex(o.stopAfter) < 0 || o.stopAfter == "done" || o.stopAfter == "distill") {
 		return usagef("--stop-after must be one of stage1, stage2, baseline; got %q", o.stopAfter)
 	}
@@ -276,7 +281,7 @@ func runTrain(args []string, stdout io.Writer) error {
 			return err
 		}
 		if o.fromPhase != "" {
-			if err := st.rewind(o.fromPhase); err != nil {
+			if err := st.rewind(o.fromPhase, o.keepWeights); err != nil {
 				return err
 			}
 		}
@@ -411,16 +416,33 @@ type trainState struct {
 	loop  asbm.Checkpoint                 // the running phase's loop, at an epoch boundary
 	final map[string]map[string][]float32 // model states of finished phases: "u", "s", "b", "g"
 	log   []string                        // one line per finished phase
+	// warm names the networks of final that their phase, when it starts, continues from rather
+	// than initialising afresh (--keep-weights); an entry is dropped when its phase finishes.
+	warm map[string]bool
 }
 
-// rewind restarts the run at phase, dropping the networks of that phase and the later ones.
-func (st *trainState) rewind(phase string) error {
+// phaseNet is the key in trainState.final of the network each phase trains.
+var phaseNet = map[string]string{"stage1": "u", "stage2": "s", "baseline": "b", "distill": "g"}
+
+// rewind restarts the run at phase, dropping the networks of that phase and the later ones, or with
+// keep marking them as warm starts of their phases (their log lines stay: the history is kept).
+func (st *trainState) rewind(phase string, keep bool) error {
 	i := phaseIndex(phase)
 	if i > phaseIndex(st.phase) {
 		return usagef("--from-phase %s: the run has not reached it yet (it is at %s): resume without --from-phase", phase, st.phase)
 	}
+	if keep {
+		st.warm = map[string]bool{}
+		for _, p := range phases[i:] {
+			if k := phaseNet[p]; st.final[k] != nil {
+				st.warm[k] = true
+			}
+		}
+		st.phase, st.loop = phase, asbm.Checkpoint{}
+		return nil
+	}
 	for _, p := range phases[i:] {
-		delete(st.final, map[string]string{"stage1": "u", "stage2": "s", "baseline": "b", "distill": "g"}[p])
+		delete(st.final, phaseNet[p])
 	}
 	var kept []string
 	for _, l := range st.log {
@@ -465,6 +487,12 @@ func loadTrainState(path string) (*trainState, error) {
 	if s, ok := f.MetaString("log"); ok && s != "" {
 		st.log = strings.Split(s, "\n")
 	}
+	if s, ok := f.MetaString("warm"); ok && s != "" {
+		st.warm = map[string]bool{}
+		for _, k := range strings.Split(s, ",") {
+			st.warm[k] = true
+		}
+	}
 	for _, t := range f.Tensors {
 		v, _, err := f.Float32(t.Name)
 		if err != nil {
@@ -499,6 +527,7 @@ func saveTrainState(path string, st *trainState) error {
 	f.Meta["config"] = string(cfgJSON)
 	f.Meta["phase"] = st.phase
 	f.Meta["log"] = strings.Join(st.log, "\n")
+	f.Meta["warm"] = strings.Join(sortedKeys(st.warm), ",")
 	if st.loop.Scalars != nil {
 		s, err := json.Marshal(st.loop.Scalars)
 		if err != nil {
@@ -671,6 +700,34 @@ func (tr *trainer) finalModel(net string) (engineModel, error) {
 	return m, m.SetState(state)
 }
 
+// warmStart continues m from the finished network key when --keep-weights marked it (else leaves
+// m fresh), and returns the seed offset of the phase's loop: a continued phase draws a new noise
+// stream (one per earlier run of the phase) rather than replaying the one it has already seen.
+func (tr *trainer) warmStart(key string, m engineModel) (uint64, error) {
+	if !tr.st.warm[key] || tr.st.final[key] == nil {
+		return 0, nil
+	}
+	if err := m.SetState(tr.st.final[key]); err != nil {
+		return 0, fmt.Errorf("--keep-weights: network %q: %w", key, err)
+	}
+	runs := 0
+	for _, l := range tr.st.log {
+		if name, _, _ := strings.Cut(l, ":"); name == tr.st.phase {
+			runs++
+		}
+	}
+	return uint64(runs) * 0x9E3779B9, nil
+}
+
+// finishWarm ends the warm start of key and marks the phase's log line as a continuation.
+func (tr *trainer) finishWarm(key, line string) {
+	if tr.st.warm[key] {
+		delete(tr.st.warm, key)
+		line += " (continued from the previous networks, --keep-weights)"
+	}
+	tr.st.log = append(tr.st.log, line)
+}
+
 func (tr *trainer) runPhase() error {
 	c := tr.st.cfg
 	dataFn, err := tr.dataFunc()
@@ -724,8 +781,12 @@ func (tr *trainer) runPhase() error {
 		if err != nil {
 			return err
 		}
+		off, err := tr.warmStart("s", s)
+		if err != nil {
+			return err
+		}
 		cfg := asbm.DefaultStage2()
-		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+1, c.Batch
+		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+1+off, c.Batch
 		cfg.Couplings, cfg.ForwardNFE, cfg.Epochs, cfg.Passes = c.S2.Couplings, c.S2.ForwardNFE, c.S2.Epochs, c.S2.Passes
 		s2, err := asbm.NewStage2(cfg, u.EMA(), s, dataFn)
 		if err != nil {
@@ -734,7 +795,7 @@ func (tr *trainer) runPhase() error {
 		l, total = s2, cfg.Epochs
 		finish = func() error {
 			tr.st.final["s"] = s.State()
-			tr.st.log = append(tr.st.log, fmt.Sprintf("stage2: %d epochs × %d couplings × %d passes, forward NFE %d", cfg.Epochs, cfg.Couplings, cfg.Passes, cfg.ForwardNFE))
+			tr.finishWarm("s", fmt.Sprintf("stage2: %d epochs × %d couplings × %d passes, forward NFE %d", cfg.Epochs, cfg.Couplings, cfg.Passes, cfg.ForwardNFE))
 			return nil
 		}
 	case "baseline":
@@ -742,8 +803,12 @@ func (tr *trainer) runPhase() error {
 		if err != nil {
 			return err
 		}
+		off, err := tr.warmStart("b", b)
+		if err != nil {
+			return err
+		}
 		cfg := asbm.DefaultBaseline()
-		cfg.VP, cfg.Seed, cfg.Batch = c.baseVP(), c.Seed+2, c.Batch
+		cfg.VP, cfg.Seed, cfg.Batch = c.baseVP(), c.Seed+2+off, c.Batch
 		// The same network, batch, number of steps and of examples seen as stage 2 (asbm.md §6.1); the
 		// baseline's examples are fresh data, which cost nothing to draw.
 		cfg.Examples, cfg.Epochs = c.S2.Couplings*max(c.S2.Passes, 1), c.S2.Epochs
@@ -754,7 +819,7 @@ func (tr *trainer) runPhase() error {
 		l, total = bl, cfg.Epochs
 		finish = func() error {
 			tr.st.final["b"] = b.State()
-			tr.st.log = append(tr.st.log, fmt.Sprintf("baseline: %d epochs × %d examples (DSM, β1 = %g)", cfg.Epochs, cfg.Examples, c.BaseB1))
+			tr.finishWarm("b", fmt.Sprintf("baseline: %d epochs × %d examples (DSM, β1 = %g)", cfg.Epochs, cfg.Examples, c.BaseB1))
 			return nil
 		}
 	case "distill":
@@ -773,8 +838,12 @@ func (tr *trainer) runPhase() error {
 		if err != nil {
 			return err
 		}
+		off, err := tr.warmStart("g", g)
+		if err != nil {
+			return err
+		}
 		cfg := asbm.DefaultDistill()
-		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+3, c.Batch
+		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+3+off, c.Batch
 		cfg.Samples, cfg.ODESteps, cfg.Epochs, cfg.Passes = c.Distill.Samples, c.Distill.ODESteps, c.Distill.Epochs, c.Distill.Passes
 		d, err := asbm.NewDistill(cfg, s.EMA(), u.EMA(), g)
 		if err != nil {
@@ -783,7 +852,7 @@ func (tr *trainer) runPhase() error {
 		l, total = d, cfg.Epochs
 		finish = func() error {
 			tr.st.final["g"] = g.State()
-			tr.st.log = append(tr.st.log, fmt.Sprintf("distill: %d epochs × %d pairs × %d passes, %d-step Heun teacher, EMA %g", cfg.Epochs, cfg.Samples, cfg.Passes, cfg.ODESteps, c.Distill.EMA))
+			tr.finishWarm("g", fmt.Sprintf("distill: %d epochs × %d pairs × %d passes, %d-step Heun teacher, EMA %g", cfg.Epochs, cfg.Samples, cfg.Passes, cfg.ODESteps, c.Distill.EMA))
 			return nil
 		}
 	default:
