@@ -309,15 +309,23 @@ func findUpwards(rel string) (string, error) {
 // shape: the identity when they agree, and for the gray digit sets at 32×32 (which imgdata makes by
 // padding the 28×28 originals with background) the centre crop back to 28×28. Any other mismatch is an
 // error: resampling generated images would score a different thing than the reference.
-func featureInput(arch weights.Arch, ex fid.Extractor, dataset, exPath string) (func(x []float32, n int) []float32, string, error) {
+func featureInput(arch weights.Arch, ex fid.Extractor, dataset, exPath string) (prep func(x []float32, n int) []float32, how string, resampled bool, err error) {
 	c, h, w := ex.InputShape()
 	if arch.Channels == c && arch.Height == h && arch.Width == w {
-		return func(x []float32, _ int) []float32 { return x }, "as is", nil
+		return func(x []float32, _ int) []float32 { return x }, "as is", false, nil
 	}
 	if (dataset == "mnist" || dataset == "fashion") && c == 1 && arch.Channels == 1 && h == 28 && w == 28 && arch.Height == 32 && arch.Width == 32 {
-		return func(x []float32, n int) []float32 { return centreCrop(x, n, 32, 28) }, "centre crop 32×32 → 28×28", nil
+		return func(x []float32, n int) []float32 { return centreCrop(x, n, 32, 28) }, "centre crop 32×32 → 28×28", false, nil
 	}
-	return nil, "", usagef("the model is an image model of %d×%d×%d images, the feature network %s takes %d×%d×%d: pass --features with a feature network of the model's shape (FIDs at other shapes are not comparable with the shipped protocol)",
+	// A model smaller than the feature network (16×16 digits for the 28×28 classifier): every
+	// image the FID sees, generated or real, is at the model's size and enlarged by the same area
+	// resampling, so the reference and the noise floor are loaded at the model's size too (resampled).
+	if arch.Channels == c && arch.Height < h && arch.Width < w {
+		ah, aw := arch.Height, arch.Width
+		return func(x []float32, n int) []float32 { return imgdata.Resize(x, n, c, ah, aw, h, w) },
+			fmt.Sprintf("area resampling %d×%d → %d×%d (reference and floor images too, loaded at %d×%d)", ah, aw, h, w, ah, aw), true, nil
+	}
+	return nil, "", false, usagef("the model is an image model of %d×%d×%d images, the feature network %s takes %d×%d×%d: pass --features with a feature network of the model's shape (FIDs at other shapes are not comparable with the shipped protocol)",
 		arch.Channels, arch.Height, arch.Width, exPath, c, h, w)
 }
 
@@ -475,7 +483,7 @@ func heldOutImages(s *imgdata.Set, arch weights.Arch, k int, seed uint64) ([]flo
 
 // fidNoiseFloor scores n images drawn at random from s (at the feature network's shape) against ref,
 // repeats times.
-func fidNoiseFloor(ex fid.Extractor, ref *fid.Stats, s *imgdata.Set, n, repeats int, seed uint64) (fidFloor, error) {
+func fidNoiseFloor(ex fid.Extractor, ref *fid.Stats, s *imgdata.Set, prep func([]float32, int) []float32, n, repeats int, seed uint64) (fidFloor, error) {
 	fl := fidFloor{From: s.Name, N: n, Repeats: repeats}
 	if n > s.N {
 		return fl, usagef("--n %d exceeds the %d images of %s that the FID noise floor draws from", n, s.N, s.Name)
@@ -488,7 +496,7 @@ func fidNoiseFloor(ex fid.Extractor, ref *fid.Stats, s *imgdata.Set, n, repeats 
 		for _, i := range r.Perm(s.N)[:n] {
 			x = append(x, s.Image(i)...)
 		}
-		if vals[k], err = fid.Score(ex, ref, x, n); err != nil {
+		if vals[k], err = fid.Score(ex, ref, prep(x, n), n); err != nil {
 			return fl, fmt.Errorf("FID noise floor: %w", err)
 		}
 		fl.Mean += vals[k] / float64(repeats)
@@ -563,7 +571,7 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	toFeat, how, err := featureInput(arch, ex, dataset, rep.Features)
+	toFeat, how, resampled, err := featureInput(arch, ex, dataset, rep.Features)
 	if err != nil {
 		return nil, err
 	}
@@ -603,11 +611,15 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	// images (emoji: the whole set, which the generator trains on and the reference is) against them.
 	t0 := time.Now()
 	_, exH, _ := ex.InputShape()
-	refSet, err := load(rep.Reference, exH)
+	realH, realPrep := exH, func(x []float32, _ int) []float32 { return x }
+	if resampled {
+		realH, realPrep = arch.Height, toFeat
+	}
+	refSet, err := load(rep.Reference, realH)
 	if err != nil {
 		return nil, err
 	}
-	refFeat, err := fid.SetFeatures(ex, refSet)
+	refFeat, err := ex.Features(realPrep(refSet.Pixels, refSet.N), refSet.N)
 	if err != nil {
 		return nil, err
 	}
@@ -619,11 +631,11 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	if dataset == "emoji" {
 		floorSpec = "emoji"
 	}
-	floorSet, err := load(floorSpec, exH)
+	floorSet, err := load(floorSpec, realH)
 	if err != nil {
 		return nil, err
 	}
-	if rep.Floor, err = fidNoiseFloor(ex, ref, floorSet, o.n, o.floorRepeats, o.seed); err != nil {
+	if rep.Floor, err = fidNoiseFloor(ex, ref, floorSet, realPrep, o.n, o.floorRepeats, o.seed); err != nil {
 		return nil, err
 	}
 	logf("reference %s and noise floor %.3f ± %.3f at n = %d (%.1f s)", rep.Reference, rep.Floor.Mean, rep.Floor.SD, o.n, time.Since(t0).Seconds())

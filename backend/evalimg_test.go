@@ -293,16 +293,49 @@ func TestCentreCropInvertsPadding(t *testing.T) {
 		t.Fatal(err)
 	}
 	arch := weights.Arch{Kind: "unet", Channels: 1, Height: 32, Width: 32, Dim: 1024}
-	if _, how, err := featureInput(arch, c, "mnist", "x"); err != nil || !strings.Contains(how, "crop") {
+	if _, how, rs, err := featureInput(arch, c, "mnist", "x"); err != nil || !strings.Contains(how, "crop") || rs {
 		t.Errorf("mnist 32→28: %q, %v", how, err)
 	}
-	if _, _, err := featureInput(arch, c, "emoji", "x"); err == nil {
+	if _, _, _, err := featureInput(arch, c, "emoji", "x"); err == nil {
 		t.Error("emoji 32×32 gray against 28×28 features: no error")
 	}
+	// A smaller model: its images (and the real ones, loaded at its size) are enlarged by area
+	// resampling, which keeps each image's mean; a constant image stays that constant.
 	arch.Height, arch.Width, arch.Dim = 16, 16, 256
+	prep, how, rs, err := featureInput(arch, c, "mnist", "x")
+	if err != nil || !rs || !strings.Contains(how, "16×16 → 28×28") {
+		t.Fatalf("16×16 against 28×28 features: %q, resampled %v, %v", how, rs, err)
+	}
+	r = rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, 2*256)
+	for i := range x {
+		x[i] = float32(r.Float64()*1.6 - 0.8)
+	}
+	for i := 256; i < 512; i++ {
+		x[i] = 0.25
+	}
+	y := prep(x, 2)
+	if len(y) != 2*784 {
+		t.Fatalf("resampled length %d, want %d", len(y), 2*784)
+	}
+	mean := func(v []float32) (m float64) {
+		for _, e := range v {
+			m += float64(e) / float64(len(v))
+		}
+		return m
+	}
+	if d := math.Abs(mean(y[:784]) - mean(x[:256])); d > 1e-5 {
+		t.Errorf("resampling moved the image mean by %g", d)
+	}
+	for _, v := range y[784:] {
+		if math.Abs(float64(v)-0.25) > 1e-6 {
+			t.Fatalf("a constant image resampled to %v", v)
+		}
+	}
+	arch.Channels, arch.Dim = 3, 768
 	var ue usageError
-	if _, _, err := featureInput(arch, c, "mnist", "x"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--features") {
-		t.Errorf("16×16 against 28×28 features: %v", err)
+	if _, _, _, err := featureInput(arch, c, "mnist", "x"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--features") {
+		t.Errorf("3×16×16 against 1×28×28 features: %v", err)
 	}
 }
 

@@ -422,9 +422,9 @@ func TestTrainAndSampleImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 2×2 grid of 8×8 images scaled ×12 (256/(2·10)) with 2-pixel gutters: 2·(96+2)+2 = 198.
-		if cfg.Width != 198 || cfg.Height != 198 {
-			t.Errorf("grid PNG is %d×%d, want 198×198", cfg.Width, cfg.Height)
+		// 2×2 grid of 8×8 images scaled ×32 (⌈512/(2·8)⌉) with 2-pixel gutters: 2·(256+2)+2 = 518.
+		if cfg.Width != 518 || cfg.Height != 518 {
+			t.Errorf("grid PNG is %d×%d, want 518×518", cfg.Width, cfg.Height)
 		}
 	}
 	// backend eval on image models is tested in evalimg_test.go.

@@ -48,8 +48,8 @@ func writeScatterPNG(path string, pts []float32, d int) error {
 }
 
 // writeImageGridPNG writes images (n rows of C×H×W values in [-1, 1], channel-major) as a grid
-// of ⌈√n⌉ columns with a 2-pixel white gutter, each image scaled up by an integer factor so the
-// grid is at least 256 pixels wide.
+// of ⌈√n⌉ columns with a 2-pixel white gutter, each image scaled up by the smallest integer factor
+// that makes the images' columns at least 512 pixels wide (16-pixel images are unreadable at 1×).
 func writeImageGridPNG(path string, imgs []float32, a weights.Arch) error {
 	c, h, w := a.Channels, a.Height, a.Width
 	if c != 1 && c != 3 {
@@ -63,7 +63,7 @@ func writeImageGridPNG(path string, imgs []float32, a weights.Arch) error {
 	cols := int(math.Ceil(math.Sqrt(float64(n))))
 	rows := (n + cols - 1) / cols
 	const gutter = 2
-	scale := max(1, 256/(cols*(w+gutter)))
+	scale := max(1, (512+cols*w-1)/(cols*w))
 	cw, ch := w*scale+gutter, h*scale+gutter
 	img := image.NewRGBA(image.Rect(0, 0, cols*cw+gutter, rows*ch+gutter))
 	for i := range img.Pix {

@@ -81,3 +81,15 @@ func clampUnit(x []float32) {
 		x[i] = min(max(v, -1), 1)
 	}
 }
+
+// Resize resamples n planar c×sh×sw images to c×dh×dw by area averaging (resizeArea: the filter the
+// loaders use, so images resized here match a set loaded at that size up to the order of the two
+// resamplings).
+func Resize(src []float32, n, c, sh, sw, dh, dw int) []float32 {
+	dst := make([]float32, n*c*dh*dw)
+	for i := range n {
+		resizeArea(dst[i*c*dh*dw:(i+1)*c*dh*dw], src[i*c*sh*sw:(i+1)*c*sh*sw], c, sh, sw, dh, dw)
+	}
+	clampUnit(dst)
+	return dst
+}
