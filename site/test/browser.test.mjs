@@ -154,7 +154,7 @@ after(async () => {
 
 test('the page loads the client and the model on WebGPU', async () => {
   const wasmRes = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/asbm.wasm'));
-  const res = await page.goto(baseURL + '?device=gpu');
+  const res = await page.goto(baseURL + '?device=gpu&model=8gaussians');
   assert.equal(res.status(), 200);
   const wr = await wasmRes;
   const wh = await wr.allHeaders();
@@ -253,7 +253,7 @@ test('on a software adapter the page picks the CPU path by itself and says so', 
   const p = await ctx.newPage();
   watch(p, 'auto');
   try {
-    await p.goto(baseURL);
+    await p.goto(baseURL + '?model=8gaussians');
     await waitState(p, 'ready');
     const info = await p.evaluate(() => asbm.info());
     if (!info.software) {
@@ -305,7 +305,7 @@ test('without WebGPU the page says so, and offers the CPU path', async () => {
     const p = ctx2.pages()[0] || await ctx2.newPage();
     watch(p, 'nogpu');
     await p.addInitScript(() => { delete Navigator.prototype.gpu; });
-    await p.goto(baseURL);
+    await p.goto(baseURL + '?model=8gaussians');
     await waitState(p, 'error', 30000);
     assert.equal(await p.evaluate(() => 'gpu' in navigator), false);
     const msg = await p.textContent('#message');
@@ -335,7 +335,7 @@ test('without WebGPU the page says so, and offers the CPU path', async () => {
       delete Navigator.prototype.gpu;
       Object.defineProperty(window, 'isSecureContext', { value: false });
     });
-    await p2.goto(baseURL);
+    await p2.goto(baseURL + '?model=8gaussians');
     await waitState(p2, 'error', 30000);
     assert.match(await p2.textContent('#message'), /WebGPU needs a secure context \(HTTPS or localhost\)/);
   } finally {
@@ -347,7 +347,7 @@ test('the second load of the page takes the model file from the Cache API; Clear
   const p = await ctx.newPage();
   watch(p, 'cache');
   try {
-    await p.goto(baseURL + '?device=cpu');
+    await p.goto(baseURL + '?device=cpu&model=8gaussians');
     await waitState(p, 'ready');
     // The first test loaded the page in this profile already, so the file is cached by now.
     assert.equal(await p.evaluate(() => document.body.dataset.weights), 'cache');

@@ -27,6 +27,8 @@ const dist = path.join(root, 'dist');
 const backend = process.env.ASBM_BACKEND || path.join(dist, 'backend');
 const fixture = path.join(here, 'fixtures', 'tiny-unet.msgpack');
 const toyModel = path.join(root, 'weights', '8gaussians.msgpack');
+// SHIPPED are the trained image models of weights/ that the site serves (the blog page uses them).
+const SHIPPED = ['digits', 'emoji'];
 const DIM = 3 * 8 * 8;
 const TOL = 1e-4;
 
@@ -66,7 +68,7 @@ async function waitState(p, want, timeout = 120000) {
 }
 
 // generateImages sets the controls, clicks Generate and returns the images the page drew.
-async function generateImages(p, { nfe, seed, sampler = 'sde', grid }) {
+async function generateImages(p, { nfe, seed, sampler = 'sde', grid, dim = DIM }) {
   await p.selectOption('#grid', String(grid));
   await p.fill('#nfe', String(nfe));
   if (nfe > 1) await p.selectOption('#sampler', sampler);
@@ -74,7 +76,7 @@ async function generateImages(p, { nfe, seed, sampler = 'sde', grid }) {
   await p.click('#generate');
   await waitState(p, 'done');
   const imgs = await p.evaluate(() => Array.from(window.asbmLastImages));
-  assert.equal(imgs.length, grid * grid * DIM, 'asbmLastImages length');
+  assert.equal(imgs.length, grid * grid * dim, 'asbmLastImages length');
   assert.equal(imgs.findIndex((v) => !Number.isFinite(v)), -1, 'non-finite value');
   return imgs;
 }
@@ -103,13 +105,14 @@ function assertNotBlank(st, what) {
   assert.ok(st.colours > 20, `${what}: only ${st.colours} colours: the images look constant`);
 }
 
-// backendSample runs `backend sample` on the fixture and returns its rows, flattened.
-async function backendSample({ nfe, seed, sampler = 'sde', n }) {
-  const out = path.join(tmp, `ref-${nfe}-${sampler}-${seed}-${n}.csv`);
-  await run(backend, ['sample', '--model', path.join(weightsDir, 'tiny-unet.msgpack'), '--nfe', String(nfe),
+// backendSample runs `backend sample` on a model of the server's folder (the fixture by default)
+// and returns its rows, flattened.
+async function backendSample({ nfe, seed, sampler = 'sde', n, model = 'tiny-unet', dim = DIM }) {
+  const out = path.join(tmp, `ref-${model}-${nfe}-${sampler}-${seed}-${n}.csv`);
+  await run(backend, ['sample', '--model', path.join(weightsDir, model + '.msgpack'), '--nfe', String(nfe),
     '--sampler', sampler, '--seed', String(seed), '--n', String(n), '--out', out]);
   const lines = (await readFile(out, 'utf8')).trim().split('\n');
-  assert.equal(lines[0].split(',').length, DIM, 'CSV columns');
+  assert.equal(lines[0].split(',').length, dim, 'CSV columns');
   assert.equal(lines.length - 1, n, 'CSV rows');
   return lines.slice(1).flatMap((l) => l.split(',').map(Number));
 }
@@ -124,6 +127,7 @@ before(async () => {
   await mustExist(backend, 'the backend binary');
   await mustExist(fixture, 'the tiny U-Net fixture');
   await mustExist(toyModel, 'the 8gaussians model');
+  for (const name of SHIPPED) await mustExist(path.join(root, 'weights', name + '.msgpack'), `the shipped ${name} model`);
   await mustExist('/usr/bin/chromium', 'chromium');
   tmp = await mkdtemp(path.join(tmpdir(), 'asbm-images-'));
   artifacts = process.env.ASBM_ARTIFACTS || path.join(tmp, 'artifacts');
@@ -134,6 +138,7 @@ before(async () => {
   await mkdir(weightsDir);
   await copyFile(fixture, path.join(weightsDir, 'tiny-unet.msgpack'));
   await copyFile(toyModel, path.join(weightsDir, '8gaussians.msgpack'));
+  for (const name of SHIPPED) await copyFile(path.join(root, 'weights', name + '.msgpack'), path.join(weightsDir, name + '.msgpack'));
   const started = await startServer(backend, dist, weightsDir);
   server = started.proc;
   baseURL = started.url;
@@ -157,7 +162,8 @@ test('the page lists the image model, loads it, warms up and shows the grid cont
   await page.goto(baseURL + '?model=tiny-unet');
   await waitState(page, 'ready');
   const models = await page.$$eval('#model option', (os) => os.map((o) => o.value));
-  assert.deepEqual(models.sort(), ['/weights/8gaussians.msgpack', '/weights/tiny-unet.msgpack']);
+  assert.deepEqual(models.sort(), ['/weights/8gaussians.msgpack', '/weights/digits.msgpack', '/weights/emoji.msgpack',
+    '/weights/tiny-unet.msgpack']);
   assert.equal(await page.inputValue('#model'), '/weights/tiny-unet.msgpack');
   assert.equal(await page.evaluate(() => document.body.dataset.kind), 'images');
   assert.equal(await page.isVisible('#grid'), true, 'the grid control is hidden');
@@ -332,6 +338,32 @@ async function widgetGenerate(frame, name) {
   });
 }
 
+// What a visitor picks: the trained models of weights/, on the page as it is served (the NFE 1
+// generator and 8 SDE steps), equal to `backend sample` and showing images, not a flat canvas.
+test('the shipped digits and emoji models generate at NFE 1 and NFE 8, as backend sample does', async () => {
+  for (const name of SHIPPED) {
+    await page.goto(baseURL + '?model=' + name);
+    await waitState(page, 'ready');
+    const info = await page.evaluate(() => asbm.info());
+    assert.equal(info.image, true, `${name} is not an image model`);
+    assert.deepEqual(info.nets, ['score', 'control', 'gen'], `${name}: networks`);
+    const dim = info.shape.reduce((a, b) => a * b, 1);
+    for (const opt of [{ nfe: 1, seed: 3, grid: 4 }, { nfe: 8, seed: 5, sampler: 'sde', grid: 4 }]) {
+      const imgs = await generateImages(page, { ...opt, dim });
+      const r = await page.evaluate(() => window.asbmLastResult);
+      const st = await canvasStats(page, '#plot');
+      // Digits are mostly black background, so "painted" is not asked of them; many colours are.
+      assert.ok(st.colours > 20, `${name} NFE ${opt.nfe}: only ${st.colours} colours`);
+      const ref = await backendSample({ ...opt, n: opt.grid * opt.grid, model: name, dim });
+      const d = maxScaledDiff(imgs, ref);
+      console.log(`# ${name} NFE ${opt.nfe}: ${info.shape.join('×')}, max |page − backend sample|/(1+|ref|) = ` +
+        `${d.toExponential(2)}, ${r.ms.toFixed(1)} ms (${r.first ? 'first run' : 'warm'}) on ${r.adapter}`);
+      assert.ok(d < TOL, `${name} NFE ${opt.nfe}: ${d} ≥ ${TOL}`);
+      await shot(page, `shipped-${name}-nfe${opt.nfe}`);
+    }
+  }
+});
+
 test('the widget and /embed show the image model on a page of another origin', async () => {
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>blog</title><link rel="icon" href="data:,">
 <script type="module" src="${baseURL}widget.js"></script></head>
@@ -357,6 +389,36 @@ test('the widget and /embed show the image model on a page of another origin', a
     assert.deepEqual(errors, [], 'console errors on the embedding page');
   } finally {
     await close();
+  }
+});
+
+// The goal of issue 5: the emoji widget's first visit (empty caches) moves at most 2 MB, the wasm
+// client and the model included. Sizes are the encoded bodies as they crossed the wire.
+test('the emoji widget on a fresh browser transfers at most 2 MB in all', async () => {
+  const fresh = await launch(await mkdtemp(path.join(tmp, 'profile-transfer-')));
+  const html = `<!doctype html><html><head><meta charset="utf-8"><title>post</title><link rel="icon" href="data:,">
+<script type="module" src="${baseURL}widget.js"></script></head>
+<body><asbm-generator model="emoji" nfe="1" seed="0"></asbm-generator></body></html>`;
+  const { page: p, url: otherURL, errors, close } = await blogOnOtherOrigin(fresh, html, pageLog);
+  const sizes = [];
+  p.on('requestfinished', async (req) => {
+    if (!req.url().startsWith(baseURL)) return;
+    const sz = await req.sizes();
+    sizes.push({ file: new URL(req.url()).pathname, bytes: sz.responseBodySize + sz.responseHeadersSize });
+  });
+  try {
+    await p.goto(otherURL);
+    await widgetGenerate(p.mainFrame(), 'emoji element');
+    const total = sizes.reduce((a, b) => a + b.bytes, 0);
+    const byFile = sizes.sort((a, b) => b.bytes - a.bytes).map((x) => `${x.file} ${x.bytes}`).join(', ');
+    console.log(`# emoji widget, first visit: ${total} bytes over the wire (${byFile})`);
+    assert.ok(sizes.some((x) => x.file.endsWith('/asbm.wasm')) && sizes.some((x) => x.file.endsWith('/emoji.msgpack')),
+      `the wasm or the model was not fetched: ${byFile}`);
+    assert.ok(total <= 2 * 1024 * 1024, `the emoji widget moved ${total} bytes (> 2 MiB): ${byFile}`);
+    assert.deepEqual(errors, [], 'console errors');
+  } finally {
+    await close();
+    await fresh.close();
   }
 });
 
