@@ -136,20 +136,11 @@ func TestWasmEncodings(t *testing.T) {
 		}
 	}
 	// A range request gets the raw file even from a client that prefers br.
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
-	req.Header.Set("Accept-Encoding", "br")
-	req.Header.Set("Range", "bytes=10-49")
-	res, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusPartialContent || res.Header.Get("Content-Encoding") != "" || !bytes.Equal(rb, fx.wasm[10:50]) {
-		t.Errorf("range with br: %d %q %d bytes", res.StatusCode, res.Header.Get("Content-Encoding"), len(rb))
+	if code, ce, rb := getRange(t, ts.URL+"/asbm.wasm", "br", 10, 49); code != http.StatusPartialContent || ce != "" || !bytes.Equal(rb, fx.wasm[10:50]) {
+		t.Errorf("range with br: %d %q %d bytes", code, ce, len(rb))
 	}
 	// The .br is a CORS asset like the .gz (the widget never asks for it by name, but may).
-	res, _ = get(t, ts.URL+"/asbm.wasm.br", "")
+	res, _ := get(t, ts.URL+"/asbm.wasm.br", "")
 	if res.StatusCode != 200 || res.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("GET /asbm.wasm.br = %d, ACAO %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
 	}

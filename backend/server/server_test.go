@@ -278,20 +278,11 @@ func TestWasmPrecompressed(t *testing.T) {
 		}
 	}
 	// A range request gets a range of the raw file, never of the gzip stream.
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
-	req.Header.Set("Accept-Encoding", "gzip, br")
-	req.Header.Set("Range", "bytes=4-99")
-	rres, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := io.ReadAll(rres.Body)
-	rres.Body.Close()
-	if rres.StatusCode != http.StatusPartialContent || rres.Header.Get("Content-Encoding") != "" || !bytes.Equal(rb, fx.wasm[4:100]) {
-		t.Errorf("range: %d %q %d bytes", rres.StatusCode, rres.Header.Get("Content-Encoding"), len(rb))
+	if code, ce, rb := getRange(t, ts.URL+"/asbm.wasm", "gzip, br", 4, 99); code != http.StatusPartialContent || ce != "" || !bytes.Equal(rb, fx.wasm[4:100]) {
+		t.Errorf("range: %d %q %d bytes", code, ce, len(rb))
 	}
 	// A conditional request is answered 304 without a body.
-	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/asbm.wasm", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("If-Modified-Since", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
 	cres, err := http.DefaultTransport.RoundTrip(req)
@@ -612,4 +603,23 @@ func TestRunGracefulShutdown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "listen on") {
 		t.Errorf("run on a busy port = %v", err)
 	}
+}
+
+// getRange requests bytes lo–hi (inclusive) of url with Accept-Encoding ae, without the transport's
+// transparent decompression, and returns the status, Content-Encoding and body.
+func getRange(t *testing.T, url, ae string, lo, hi int) (int, string, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept-Encoding", ae)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", lo, hi))
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, res.Header.Get("Content-Encoding"), b
 }
