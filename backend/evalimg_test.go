@@ -234,13 +234,18 @@ func TestEvalImagesErrors(t *testing.T) {
 	if code, _, stderr := runCLI(t, args...); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
+	// The shipped emoji features take 3×32×32; the model draws 1×8×8 (a smaller gray model would be
+	// resampled for the MNIST classifier, but channels are never invented).
+	emojiFeat, err := findUpwards("weights/features-emoji.msgpack")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		// The shipped MNIST classifier (found from backend/ upwards) takes 28×28; the model is 8×8.
-		{nil, 2, "image model of 1×8×8 images"},
+		{[]string{"--features", emojiFeat}, 2, "image model of 1×8×8 images"},
 		{[]string{"--nfe-list", "1,0"}, 2, "--nfe-list wants comma-separated step counts"},
 		{[]string{"--nfe-list", "2,2"}, 2, "--nfe-list repeats 2"},
 		{[]string{"--device", "tpu"}, 2, "--device must be cpu or gpu"},
