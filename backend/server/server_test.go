@@ -143,12 +143,21 @@ func (fx *fixture) server(t *testing.T) *httptest.Server {
 // otherwise add gzip and decode transparently).
 func get(t *testing.T, url, acceptEncoding string) (*http.Response, []byte) {
 	t.Helper()
+	return getWith(t, url, map[string]string{"Accept-Encoding": acceptEncoding})
+}
+
+// getWith performs a GET with the given headers (empty values are not sent) and no transparent
+// decompression, and returns the response and its whole body.
+func getWith(t *testing.T, url string, headers map[string]string) (*http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if acceptEncoding != "" {
-		req.Header.Set("Accept-Encoding", acceptEncoding)
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
 	tr := &http.Transport{DisableCompression: true}
 	defer tr.CloseIdleConnections()
@@ -605,21 +614,10 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 }
 
-// getRange requests bytes lo–hi (inclusive) of url with Accept-Encoding ae, without the transport's
-// transparent decompression, and returns the status, Content-Encoding and body.
+// getRange requests bytes lo–hi (inclusive) of url with Accept-Encoding ae and returns the
+// status, Content-Encoding and body.
 func getRange(t *testing.T, url, ae string, lo, hi int) (int, string, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Accept-Encoding", ae)
-	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", lo, hi))
-	res, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, b := getWith(t, url, map[string]string{"Accept-Encoding": ae, "Range": fmt.Sprintf("bytes=%d-%d", lo, hi)})
 	return res.StatusCode, res.Header.Get("Content-Encoding"), b
 }
