@@ -285,6 +285,20 @@ func parallel(n int, f func(int)) {
 	wg.Wait()
 }
 
+// tableRow is one row of a metric-vs-NFE table: the method's name, then each value in format, "–"
+// where a method has no entry at that NFE.
+func tableRow(name string, vals []*float64, format string) []string {
+	row := []string{name}
+	for _, v := range vals {
+		if v == nil {
+			row = append(row, "–")
+		} else {
+			row = append(row, fmt.Sprintf(format, *v))
+		}
+	}
+	return row
+}
+
 func printReport(w io.Writer, r *evalReport) {
 	fmt.Fprintf(w, "model %s (data set %s): sliced W2 to %d held-out points, %d projections, seed %d\n", r.Model, r.Dataset, r.Points, r.Projections, r.Seed)
 	fmt.Fprintf(w, "noise floor (two held-out sets): %.4f\n\n", r.SWDFloor)
@@ -295,15 +309,7 @@ func printReport(w io.Writer, r *evalReport) {
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, me := range evalMethods {
-		row := []string{me.name}
-		for _, v := range r.SWD[me.name] {
-			if v == nil {
-				row = append(row, "–")
-			} else {
-				row = append(row, fmt.Sprintf("%.4f", *v))
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+		fmt.Fprintln(tw, strings.Join(tableRow(me.name, r.SWD[me.name], "%.4f"), "\t")+"\t")
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -842,15 +842,7 @@ func printImageReport(w io.Writer, r *imgEvalReport) {
 		if _, skip := r.Skipped[me.name]; skip {
 			continue
 		}
-		row := []string{me.name}
-		for _, v := range r.FID[me.name] {
-			if v == nil {
-				row = append(row, "–")
-			} else {
-				row = append(row, fmt.Sprintf("%.3f", *v))
-			}
-		}
-		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+		fmt.Fprintln(tw, strings.Join(tableRow(me.name, r.FID[me.name], "%.3f"), "\t")+"\t")
 	}
 	tw.Flush()
 	for _, me := range evalMethods {
