@@ -11,11 +11,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, readFile, rm, access } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer as startServerAt, launch, maxAbsDiff, blogOnOtherOrigin } from './helpers.mjs';
+import { startServer as startServerAt, launch, maxAbsDiff, blogOnOtherOrigin, pageLog, mustExist, watch, waitState } from './helpers.mjs';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -26,21 +26,15 @@ const modelFile = path.join(weightsDir, '8gaussians.msgpack');
 const POINTS = 2000;
 const TOL = 1e-4;
 
+// HINT says how to make what a run of this file needs.
+const HINT = 'run ./build.sh build, and train or copy the model';
 let tmp;        // scratch folder: CSVs, profiles
 let artifacts;  // screenshots
 let server;     // child process
 let baseURL;
 let ctx;        // the WebGPU browser (a persistent context on a fresh --user-data-dir)
 let page;
-const pageLog = [];
 
-async function mustExist(p, what) {
-  try {
-    await access(p);
-  } catch {
-    throw new Error(`${what} is missing: ${p} (run ./build.sh build, and train or copy the model)`);
-  }
-}
 
 async function startServer() {
   const started = await startServerAt(backend, dist, weightsDir);
@@ -48,23 +42,7 @@ async function startServer() {
   return started.url;
 }
 
-function watch(p, name) {
-  p.on('console', (m) => pageLog.push(`[${name} console.${m.type()}] ${m.text()}`));
-  p.on('pageerror', (e) => pageLog.push(`[${name} pageerror] ${e.message}`));
-}
 
-// waitState waits for body[data-state] to become one of want; an unexpected "error" fails at once
-// with the page's message.
-async function waitState(p, want, timeout = 120000) {
-  const wants = Array.isArray(want) ? want : [want];
-  await p.waitForFunction((ws) => ws.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
-    wants, { timeout });
-  const state = await p.evaluate(() => document.body.dataset.state);
-  if (!wants.includes(state)) {
-    const msg = await p.evaluate(() => document.getElementById('message').textContent);
-    assert.fail(`page state ${state} (wanted ${wants.join('/')}): ${msg}\n${pageLog.join('\n')}`);
-  }
-}
 
 async function setNFE(p, n) {
   await p.fill('#nfe', String(n));
@@ -123,11 +101,11 @@ async function shot(p, name) {
 }
 
 before(async () => {
-  await mustExist(path.join(dist, 'index.html'), 'the built site');
-  await mustExist(path.join(dist, 'asbm.wasm'), 'the wasm client');
-  await mustExist(backend, 'the backend binary');
-  await mustExist(modelFile, 'the 8gaussians model');
-  await mustExist('/usr/bin/chromium', 'chromium');
+  await mustExist(path.join(dist, 'index.html'), 'the built site', HINT);
+  await mustExist(path.join(dist, 'asbm.wasm'), 'the wasm client', HINT);
+  await mustExist(backend, 'the backend binary', HINT);
+  await mustExist(modelFile, 'the 8gaussians model', HINT);
+  await mustExist('/usr/bin/chromium', 'chromium', HINT);
   tmp = await mkdtemp(path.join(tmpdir(), 'asbm-browser-'));
   artifacts = process.env.ASBM_ARTIFACTS || path.join(tmp, 'artifacts');
   await import('node:fs/promises').then((fs) => fs.mkdir(artifacts, { recursive: true }));

@@ -1,7 +1,42 @@
 // Shared pieces of the headless-browser tests: the Chromium flags of design.md, the `backend serve`
-// child process, and small numeric helpers.
+// child process, the page log and state waits, and small numeric helpers.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { access } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
+
+// pageLog collects every watched page's console lines and errors (one test file per process, so
+// one log per file); failures print it.
+export const pageLog = [];
+
+// mustExist fails with what is missing and how to make it (hint).
+export async function mustExist(p, what, hint) {
+  try {
+    await access(p);
+  } catch {
+    throw new Error(`${what} is missing: ${p} (${hint})`);
+  }
+}
+
+// watch copies page p's console and uncaught errors into pageLog, tagged with name.
+export function watch(p, name) {
+  p.on('console', (m) => pageLog.push(`[${name} console.${m.type()}] ${m.text()}`));
+  p.on('pageerror', (e) => pageLog.push(`[${name} pageerror] ${e.message}`));
+}
+
+// waitState waits for body[data-state] to become one of want and returns it; an unexpected "error"
+// fails at once with the page's message and pageLog.
+export async function waitState(p, want, timeout = 120000) {
+  const wants = Array.isArray(want) ? want : [want];
+  await p.waitForFunction((ws) => ws.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
+    wants, { timeout });
+  const state = await p.evaluate(() => document.body.dataset.state);
+  if (!wants.includes(state)) {
+    const msg = await p.evaluate(() => document.getElementById('message').textContent);
+    assert.fail(`page state ${state} (wanted ${wants.join('/')}): ${msg}\n${pageLog.join('\n')}`);
+  }
+  return state;
+}
 
 // The four flags that make WebGPU work headless on SwiftShader (design.md).
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader'];

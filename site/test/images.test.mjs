@@ -14,11 +14,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, mkdir, readFile, rm, access, copyFile, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, copyFile, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, launch, maxScaledDiff, maxAbsDiff, blogOnOtherOrigin } from './helpers.mjs';
+import { startServer, launch, maxScaledDiff, maxAbsDiff, blogOnOtherOrigin, pageLog, mustExist, watch, waitState } from './helpers.mjs';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -32,6 +32,8 @@ const SHIPPED = ['digits', 'emoji'];
 const DIM = 3 * 8 * 8;
 const TOL = 1e-4;
 
+// HINT says how to make what a run of this file needs.
+const HINT = 'run ./build.sh build; the fixture: go run ./site/test/mkfixture';
 let tmp;
 let artifacts;
 let weightsDir;
@@ -39,33 +41,10 @@ let server;
 let baseURL;
 let ctx;
 let page;
-const pageLog = [];
 const results = {}; // images by run name, for comparisons across tests
 
-async function mustExist(p, what) {
-  try {
-    await access(p);
-  } catch {
-    throw new Error(`${what} is missing: ${p} (run ./build.sh build; the fixture: go run ./site/test/mkfixture)`);
-  }
-}
 
-function watch(p, name) {
-  p.on('console', (m) => pageLog.push(`[${name} console.${m.type()}] ${m.text()}`));
-  p.on('pageerror', (e) => pageLog.push(`[${name} pageerror] ${e.message}`));
-}
 
-async function waitState(p, want, timeout = 120000) {
-  const wants = Array.isArray(want) ? want : [want];
-  await p.waitForFunction((ws) => ws.includes(document.body.dataset.state) || document.body.dataset.state === 'error',
-    wants, { timeout });
-  const state = await p.evaluate(() => document.body.dataset.state);
-  if (!wants.includes(state)) {
-    const msg = await p.evaluate(() => document.getElementById('message').textContent);
-    assert.fail(`page state ${state} (wanted ${wants.join('/')}): ${msg}\n${pageLog.join('\n')}`);
-  }
-  return state;
-}
 
 // generateImages sets the controls, clicks Generate and returns the images the page drew.
 async function generateImages(p, { nfe, seed, sampler = 'sde', grid, dim = DIM }) {
@@ -122,13 +101,13 @@ async function shot(p, name) {
 }
 
 before(async () => {
-  await mustExist(path.join(dist, 'index.html'), 'the built site');
-  await mustExist(path.join(dist, 'asbm.wasm'), 'the wasm client');
-  await mustExist(backend, 'the backend binary');
-  await mustExist(fixture, 'the tiny U-Net fixture');
-  await mustExist(toyModel, 'the 8gaussians model');
-  for (const name of SHIPPED) await mustExist(path.join(root, 'weights', name + '.msgpack'), `the shipped ${name} model`);
-  await mustExist('/usr/bin/chromium', 'chromium');
+  await mustExist(path.join(dist, 'index.html'), 'the built site', HINT);
+  await mustExist(path.join(dist, 'asbm.wasm'), 'the wasm client', HINT);
+  await mustExist(backend, 'the backend binary', HINT);
+  await mustExist(fixture, 'the tiny U-Net fixture', HINT);
+  await mustExist(toyModel, 'the 8gaussians model', HINT);
+  for (const name of SHIPPED) await mustExist(path.join(root, 'weights', name + '.msgpack'), `the shipped ${name} model`, HINT);
+  await mustExist('/usr/bin/chromium', 'chromium', HINT);
   tmp = await mkdtemp(path.join(tmpdir(), 'asbm-images-'));
   artifacts = process.env.ASBM_ARTIFACTS || path.join(tmp, 'artifacts');
   await mkdir(artifacts, { recursive: true });
