@@ -14,13 +14,13 @@ import (
 // for mnist and fashion, the fixed random conv net for emoji.
 func runClassifier(args []string, stdout io.Writer) error {
 	fs := newFlags("classifier")
-	dataset := fs.String("data", "", "data set: "+strings.Join(fid.Datasets(), ", "))
+	dataset := fs.String("data", "", "data set: "+strings.Join(fid.FeatureDatasets(), ", "))
 	out := fs.String("out", "", "file to write (default the shipped path, e.g. weights/classifier-mnist.msgpack)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !slices.Contains(fid.Datasets(), *dataset) {
-		return usagef("--data must be one of %s, got %q", strings.Join(fid.Datasets(), ", "), *dataset)
+	if !slices.Contains(fid.FeatureDatasets(), *dataset) {
+		return usagef("--data must be one of %s, got %q", strings.Join(fid.FeatureDatasets(), ", "), *dataset)
 	}
 	if *out == "" {
 		p, err := fid.ShippedFile(*dataset)

@@ -63,9 +63,11 @@ type imgEvalReport struct {
 // fidFloor is the noise floor of the FID table: N images drawn at random from the training images
 // (From) scored against the reference, mean and standard deviation over Repeats draws.
 type fidFloor struct {
-	From    string  `json:"from"`
-	N       int     `json:"n"`
-	Repeats int     `json:"repeats"`
+	From    string `json:"from"`
+	N       int    `json:"n"`
+	Repeats int    `json:"repeats"`
+	// Replace is true when the set holds fewer than N images and the draw repeats some.
+	Replace bool    `json:"with_replacement,omitempty"`
 	Mean    float64 `json:"mean"`
 	SD      float64 `json:"sd"`
 }
@@ -482,19 +484,24 @@ func heldOutImages(s *imgdata.Set, arch weights.Arch, k int, seed uint64) ([]flo
 }
 
 // fidNoiseFloor scores n images drawn at random from s (at the feature network's shape) against ref,
-// repeats times.
+// repeats times. The draw is without replacement when s holds at least n images; a smaller set
+// (emoji:faces has 109) is drawn with replacement, which is exactly a perfect generator of the
+// finite set: it too draws each image with probability 1/N, repeats and all.
 func fidNoiseFloor(ex fid.Extractor, ref *fid.Stats, s *imgdata.Set, prep func([]float32, int) []float32, n, repeats int, seed uint64) (fidFloor, error) {
-	fl := fidFloor{From: s.Name, N: n, Repeats: repeats}
-	if n > s.N {
-		return fl, usagef("--n %d exceeds the %d images of %s that the FID noise floor draws from", n, s.N, s.Name)
-	}
+	fl := fidFloor{From: s.Name, N: n, Repeats: repeats, Replace: n > s.N}
 	var err error
 	r := rand.New(rand.NewPCG(seed, 0x666c6f72)) // "flor"
 	vals := make([]float64, repeats)
 	for k := range vals {
 		x := make([]float32, 0, n*s.Dim())
-		for _, i := range r.Perm(s.N)[:n] {
-			x = append(x, s.Image(i)...)
+		if fl.Replace {
+			for range n {
+				x = append(x, s.Image(r.IntN(s.N))...)
+			}
+		} else {
+			for _, i := range r.Perm(s.N)[:n] {
+				x = append(x, s.Image(i)...)
+			}
 		}
 		if vals[k], err = fid.Score(ex, ref, prep(x, n), n); err != nil {
 			return fl, fmt.Errorf("FID noise floor: %w", err)
@@ -594,10 +601,10 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	}
 	// Held-out images for the loss floor and the inversion test: the test split (neither the model
 	// nor the classifier trained on it), or all of emoji, which has no split.
-	heldSpec := dataset + ":test"
-	if dataset == "emoji" {
-		heldSpec = "emoji"
-		rep.Notes = append(rep.Notes, "emoji has no test split: the stage-2 loss floor uses training images")
+	heldSpec, floorSpec := dataset+":test", dataset+":train"
+	if !strings.HasSuffix(rep.Reference, ":test") {
+		heldSpec, floorSpec = rep.Reference, rep.Reference
+		rep.Notes = append(rep.Notes, dataset+" has no test split: the stage-2 loss floor uses training images")
 	}
 	held, err := load(heldSpec, arch.Height)
 	if err != nil {
@@ -626,10 +633,6 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	ref, err := fid.ComputeStats(refFeat, ex.FeatureDim())
 	if err != nil {
 		return nil, err
-	}
-	floorSpec := dataset + ":train"
-	if dataset == "emoji" {
-		floorSpec = "emoji"
 	}
 	floorSet, err := load(floorSpec, realH)
 	if err != nil {
@@ -830,8 +833,12 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 func printImageReport(w io.Writer, r *imgEvalReport) {
 	fmt.Fprintf(w, "model %s (data set %s) on %s: FID of %d images (seed %d) against %s, features %s (input %s)\n",
 		r.Model, r.Dataset, r.Device, r.N, r.Seed, r.Reference, r.Features, r.FeatureInput)
-	fmt.Fprintf(w, "noise floor (%d random %s images, %d draws): %.3f ± %.3f; FIDs compare only at the same n and feature file\n\n",
-		r.Floor.N, r.Floor.From, r.Floor.Repeats, r.Floor.Mean, r.Floor.SD)
+	drawn := ""
+	if r.Floor.Replace {
+		drawn = ", drawn with replacement"
+	}
+	fmt.Fprintf(w, "noise floor (%d random %s images%s, %d draws): %.3f ± %.3f; FIDs compare only at the same n and feature file\n\n",
+		r.Floor.N, r.Floor.From, drawn, r.Floor.Repeats, r.Floor.Mean, r.Floor.SD)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"FID ↓ / NFE"}
 	for _, k := range r.NFE {

@@ -377,9 +377,10 @@ func TestRowSplitNetMatchesOneCall(t *testing.T) {
 	}
 }
 
-// TestEvalImagesEmojiPartial evaluates a tiny emoji model stripped of its generator and baseline,
-// with an 8×8 random-conv feature network: no inversion test (unlabelled, and not a classifier),
-// the floor drawn from the emoji set itself, and the missing methods skipped with a reason.
+// TestEvalImagesEmojiPartial evaluates a tiny emoji:faces model stripped of its generator and
+// baseline, with an 8×8 random-conv feature network: no inversion test (unlabelled, and not a
+// classifier), the floor drawn from the 109 faces themselves (with replacement: n = 128), and the
+// missing methods skipped with a reason.
 func TestEvalImagesEmojiPartial(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a U-Net")
@@ -387,7 +388,9 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	dir := t.TempDir()
 	full := filepath.Join(dir, "emoji.msgpack")
 	train := slices.Clone(tinyImageTrain)
-	train[slices.Index(train, "mnist")] = "emoji"
+	train[slices.Index(train, "mnist")] = "emoji:faces"
+	evalArgs := slices.Clone(tinyEvalArgs)
+	evalArgs[slices.Index(evalArgs, "--n")+1] = "128"
 	if code, _, stderr := runCLI(t, append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", full}, train...)...); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
@@ -416,7 +419,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	}
 	evalProgress = io.Discard
 	defer func() { evalProgress = os.Stderr }()
-	code, stdout, stderr := runCLI(t, append([]string{"eval", "--model", model, "--features", feat, "--json"}, tinyEvalArgs...)...)
+	code, stdout, stderr := runCLI(t, append([]string{"eval", "--model", model, "--features", feat, "--json"}, evalArgs...)...)
 	if code != 0 {
 		t.Fatalf("eval: exit %d: %s", code, stderr)
 	}
@@ -424,7 +427,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
-	if rep.Inversion != nil || rep.Floor.From != "emoji" || rep.Reference != "emoji" || !(rep.Floor.Mean > 0) {
+	if rep.Inversion != nil || rep.Floor.From != "emoji:faces" || rep.Reference != "emoji:faces" || !rep.Floor.Replace || !(rep.Floor.Mean > 0) || rep.Dataset != "emoji-faces" {
 		t.Errorf("emoji report: inversion %v, floor %+v, reference %q", rep.Inversion, rep.Floor, rep.Reference)
 	}
 	for _, me := range evalMethods {
@@ -447,9 +450,10 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	}
 	// The table run also stores its report in the file (--annotate): the same numbers (same seed),
 	// the command, and the networks untouched.
-	args := append([]string{"eval", "--model", model, "--features", feat, "--annotate"}, tinyEvalArgs...)
+	args := append([]string{"eval", "--model", model, "--features", feat, "--annotate"}, evalArgs...)
 	code, stdout, _ = runCLI(t, args...)
-	if code != 0 || !strings.Contains(stdout, "distilled: skipped (the model file has no gen network)") {
+	if code != 0 || !strings.Contains(stdout, "distilled: skipped (the model file has no gen network)") ||
+		!strings.Contains(stdout, "128 random emoji:faces images, drawn with replacement") {
 		t.Errorf("table: exit %d\n%s", code, stdout)
 	}
 	ann, err := weights.ReadFile(model)
@@ -464,7 +468,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	if c, _ := ann.MetaString("eval_command"); c != "backend "+strings.Join(args, " ") {
 		t.Errorf("meta eval_command %q", c)
 	}
-	if ds, _ := ann.MetaString("dataset"); ds != "emoji" || len(ann.Tensors) != len(part.Tensors) {
+	if ds, _ := ann.MetaString("dataset"); ds != "emoji-faces" || len(ann.Tensors) != len(part.Tensors) {
 		t.Errorf("annotated file lost metadata or tensors: dataset %q, %d tensors (want %d)", ds, len(ann.Tensors), len(part.Tensors))
 	}
 	for i, tn := range ann.Tensors {

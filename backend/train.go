@@ -131,7 +131,7 @@ func (m multsFlag) Set(s string) error {
 // bindTrainFlags defines the configuration flags on fs with c's current values as defaults, so
 // binding a resumed run's stored configuration changes only what the command line names.
 func bindTrainFlags(fs *flag.FlagSet, c *trainConfig) {
-	fs.StringVar(&c.Data, "data", c.Data, "data set: toy:8gaussians, toy:moons, toy:checkerboard, mnist, fashion, emoji or dir:PATH (a folder of PNG/JPEG images)")
+	fs.StringVar(&c.Data, "data", c.Data, "data set: toy:8gaussians, toy:moons, toy:checkerboard, mnist, fashion, emoji, emoji:faces or dir:PATH (a folder of PNG/JPEG images)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of initialisation, data and noise (asbm.md §3.3)")
 	fs.IntVar(&c.Arch.Hidden, "hidden", c.Arch.Hidden, "MLP width (toys)")
 	fs.IntVar(&c.Arch.Layers, "layers", c.Arch.Layers, "MLP hidden layers (toys)")
@@ -346,6 +346,9 @@ func dataName(spec string) (string, error) {
 			return name, nil
 		}
 	}
+	if spec == "emoji:faces" {
+		return "emoji-faces", nil
+	}
 	if name, split, _ := strings.Cut(spec, ":"); name == "mnist" || name == "fashion" || (name == "emoji" && split == "") {
 		if split != "" && split != "train" {
 			return "", usagef("--data %s: train on the train split (%s or %s:train); the test split is for eval", spec, name, name)
@@ -360,7 +363,7 @@ func dataSpecs() []string {
 	for _, n := range data.Names() {
 		s = append(s, "toy:"+n)
 	}
-	return append(s, "mnist", "fashion", "emoji", "dir:PATH")
+	return append(s, "mnist", "fashion", "emoji", "emoji:faces", "dir:PATH")
 }
 
 func (c trainConfig) validate() error {

@@ -94,7 +94,7 @@ func (d *Device) Upload(b *Buffer, v []float32) (err error) {
 		return nil
 	}
 	defer d.guard(&err)
-	return wrapf(d.queue.WriteBuffer(b.buf, 0, wgpu.ToBytes(v)), "shaders: uploading %d values", len(v))
+	return wrapf(d.writeBuffer(b.buf, 0, wgpu.ToBytes(v)), "shaders: uploading %d values", len(v))
 }
 
 // Read copies b back to the CPU through a MapRead staging buffer and waits for it, after all work

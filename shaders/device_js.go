@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall/js"
+	"unsafe"
 
 	"github.com/cogentcore/webgpu/jsx"
 	"github.com/cogentcore/webgpu/wgpu"
@@ -107,6 +108,38 @@ func (d *Device) wait() error {
 		return fmt.Errorf("shaders: waiting for the GPU failed: %v", v)
 	}
 	return nil
+}
+
+// writeBuffer copies data into buf at offset before any work submitted afterwards, through a
+// JavaScript-owned copy. The binding's Queue.WriteBuffer instead passes writeBuffer a view of the
+// wasm memory and then converts its other arguments; if that conversion grows the memory (the
+// runtime keeps js.Value records outside the heap), the view is detached before writeBuffer reads
+// it ("Cannot perform Construct on a detached ArrayBuffer"). js.CopyBytesToJS copies in one call, so
+// no growth can intervene. The GPUBuffer is read out of the binding's Buffer, whose only field is
+// its js.Value (github.com/cogentcore/webgpu v0.23.0, buffer_js.go); bufferJS checks that and the
+// binding's own WriteBuffer is the fallback if a future version changes the layout.
+func (d *Device) writeBuffer(buf *wgpu.Buffer, offset uint64, data []byte) error {
+	jb, ok := bufferJS(buf)
+	if !ok {
+		return d.queue.WriteBuffer(buf, offset, data)
+	}
+	u := js.Global().Get("Uint8Array").New(len(data))
+	js.CopyBytesToJS(u, data)
+	d.host.dev.Get("queue").Call("writeBuffer", jb, offset, u)
+	return nil
+}
+
+// bufferJS returns the GPUBuffer behind a binding Buffer, and false when the binding's layout is
+// not the single js.Value this package was written against.
+func bufferJS(buf *wgpu.Buffer) (js.Value, bool) {
+	if buf == nil || unsafe.Sizeof(*buf) != unsafe.Sizeof(js.Value{}) {
+		return js.Value{}, false
+	}
+	v := *(*js.Value)(unsafe.Pointer(buf))
+	if c := js.Global().Get("GPUBuffer"); c.Type() != js.TypeFunction || v.Type() != js.TypeObject || !v.InstanceOf(c) {
+		return js.Value{}, false
+	}
+	return v, true
 }
 
 // guard converts a JavaScript exception raised through syscall/js (a lost device, a rejected

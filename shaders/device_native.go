@@ -110,5 +110,10 @@ func (d *Device) wait() error {
 	return nil
 }
 
+// writeBuffer copies data into buf at offset before any work submitted afterwards.
+func (d *Device) writeBuffer(buf *wgpu.Buffer, offset uint64, data []byte) error {
+	return d.queue.WriteBuffer(buf, offset, data)
+}
+
 // guard turns a host panic into an error. Natively a panic is a bug and must stay loud.
 func (d *Device) guard(*error) {}

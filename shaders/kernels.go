@@ -180,7 +180,7 @@ func (d *Device) newOp(k *kernel, uniform []byte, bufs []*Buffer, groups [3]uint
 
 // setUniform rewrites the op's parameters; the write is ordered before the next submit.
 func (o *op) setUniform(u []byte) error {
-	return wrapf(o.d.queue.WriteBuffer(o.uni, 0, u), "shaders: writing the parameters of %s", o.k.name)
+	return wrapf(o.d.writeBuffer(o.uni, 0, u), "shaders: writing the parameters of %s", o.k.name)
 }
 
 func (o *op) release() {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"syscall/js"
 	"time"
 
@@ -152,17 +151,6 @@ func yieldToEventLoop() {
 	<-yieldCh
 }
 
-// collectJSValues runs the garbage collector, which frees the finalizer records of dead js.Values.
-// Every WebGPU call through the binding makes several js.Values; the runtime keeps their records
-// outside the heap and grows the WebAssembly memory when they run out. The binding's WriteBuffer
-// takes a view of that memory and then makes a js.Value before writeBuffer reads the view, so a
-// memory.grow at that moment detaches it and the upload fails ("Number of bytes to write is too
-// large", "Cannot perform Construct on a detached ArrayBuffer"; seen in headless Chromium after a
-// few GPU generates). Collecting before the GPU work and after every step bounds those records to one
-// step's worth, so the memory stops growing after the first step; the fix proper (an upload through
-// a JS-owned copy) belongs in shaders/. Costs about a millisecond: the heap is small.
-func collectJSValues() { runtime.GC() }
-
 // progressFunc returns the callback to report progress to: the request's onProgress, else
 // asbm.onProgress (read at each call, so the page may set it at any time).
 func progressFunc(req request) func(args ...any) {
@@ -226,11 +214,6 @@ func generate(args []js.Value) (any, error) {
 	}
 	first := m.runs[device] == 0
 	report := progressFunc(req)
-	if !useCPU {
-		collectJSValues()
-		inner := report
-		report = func(args ...any) { inner(args...); collectJSValues() }
-	}
 	pace := newPacer()
 	// One sampler loop for every model and device (shaders' runSampler): chunks that fit the
 	// device's storage-binding limit on the GPU, or a time budget on the CPU; a pause after every
@@ -303,7 +286,6 @@ func (c *client) ensureGPU(m *model) error {
 	if m.gpu != (shaders.Nets{}) {
 		return nil
 	}
-	collectJSValues()
 	if err := c.upload(m); err != nil {
 		m.gpuErr = err.Error()
 		c.refresh()
@@ -348,7 +330,6 @@ func warmup(args []js.Value) (any, error) {
 			if n == nil {
 				continue
 			}
-			collectJSValues()
 			if _, err := n.Forward(t, x); err != nil {
 				cl.dropDevice()
 				return nil, fmt.Errorf("GPU warm-up failed (the next call starts the GPU afresh): %v", err)

@@ -279,7 +279,6 @@ func load(args []js.Value) (any, error) {
 	if err := cl.openDevice(); err != nil {
 		return nil, err
 	}
-	collectJSValues()
 	if err := cl.upload(m); err != nil {
 		// The file is fine and the CPU path can run it; info says why the GPU cannot (an
 		// architecture the WGSL kernels do not cover yet, a device lost mid-upload), and a later

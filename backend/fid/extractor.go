@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"asbm/backend/imgdata"
@@ -26,7 +27,11 @@ type Extractor interface {
 }
 
 // Datasets returns the data sets this package has a feature network and a protocol for.
-func Datasets() []string { return []string{"mnist", "fashion", "emoji"} }
+// "emoji-faces" (the emoji:faces subset) is measured with the emoji feature network.
+func Datasets() []string { return []string{"mnist", "fashion", "emoji", "emoji-faces"} }
+
+// FeatureDatasets returns the data sets that own a feature network (TrainAndSave's choices).
+func FeatureDatasets() []string { return []string{"mnist", "fashion", "emoji"} }
 
 // ShippedFile returns the path, relative to the repository root, of the shipped feature network of
 // a data set: weights/classifier-mnist.msgpack, weights/classifier-fashion.msgpack,
@@ -35,7 +40,7 @@ func ShippedFile(dataset string) (string, error) {
 	switch dataset {
 	case "mnist", "fashion":
 		return "weights/classifier-" + dataset + ".msgpack", nil
-	case "emoji":
+	case "emoji", "emoji-faces":
 		return "weights/features-emoji.msgpack", nil
 	}
 	return "", unknownDataset(dataset)
@@ -43,19 +48,22 @@ func ShippedFile(dataset string) (string, error) {
 
 // ReferenceSpec returns the imgdata spec of a data set's FID reference: the test split for MNIST
 // and Fashion-MNIST ("mnist:test", "fashion:test": 10,000 images that neither the generative
-// model nor the classifier trained on), the whole set for emoji (no split exists).
+// model nor the classifier trained on), the whole set for emoji and its faces subset
+// ("emoji", "emoji:faces": no split exists).
 func ReferenceSpec(dataset string) (string, error) {
 	switch dataset {
 	case "mnist", "fashion":
 		return dataset + ":test", nil
 	case "emoji":
 		return "emoji", nil
+	case "emoji-faces":
+		return "emoji:faces", nil
 	}
 	return "", unknownDataset(dataset)
 }
 
 func unknownDataset(dataset string) error {
-	return fmt.Errorf("fid: unknown data set %q: want mnist, fashion or emoji", dataset)
+	return fmt.Errorf("fid: unknown data set %q: want %s", dataset, strings.Join(Datasets(), ", "))
 }
 
 // Load reads a feature network written by Save (a Classifier or a RandConv, by the file's kind).
@@ -175,7 +183,7 @@ func NoiseFloor(ex Extractor, dataset string, counts []int, repeats int, seed ui
 	}
 	var trainFeat []float32
 	trainName := ""
-	if dataset != "emoji" {
+	if strings.HasSuffix(refSpec, ":test") { // the emoji sets have no split
 		trainName = dataset + ":train"
 		tr, err := imgdata.Load(trainName, size)
 		if err != nil {

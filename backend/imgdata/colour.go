@@ -90,8 +90,9 @@ func fitColour(dst []float32, img image.Image, size int) {
 	clampUnit(dst[:3*size*size])
 }
 
-// loadEmoji reads every colour bitmap of the largest strike of the CBDT font at path.
-func loadEmoji(path string, size int) (*Set, error) {
+// loadEmoji reads the colour bitmaps of the largest strike of the CBDT font at path: every one,
+// or with faces only those of the faceEmoji code points the font maps, in that list's order.
+func loadEmoji(path string, size int, faces bool) (*Set, error) {
 	font, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("imgdata: Noto Color Emoji not found at %s: install it with `apt-get install fonts-noto-color-emoji` (./build.sh test does)", path)
@@ -103,8 +104,15 @@ func loadEmoji(path string, size int) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imgdata: emoji font %s: %w", path, err)
 	}
+	name := "emoji"
+	if faces {
+		name = "emoji:faces"
+		if glyphs, err = faceGlyphs(font, glyphs); err != nil {
+			return nil, fmt.Errorf("imgdata: emoji font %s: %w", path, err)
+		}
+	}
 	d := 3 * size * size
-	s := &Set{Name: "emoji", N: len(glyphs), C: 3, H: size, W: size, Pixels: make([]float32, len(glyphs)*d)}
+	s := &Set{Name: name, N: len(glyphs), C: 3, H: size, W: size, Pixels: make([]float32, len(glyphs)*d)}
 	for i, g := range glyphs {
 		img, err := png.Decode(bytes.NewReader(g.PNG))
 		if err != nil {

@@ -23,7 +23,7 @@ const MaxSize = 1024
 // Set is an image data set held in memory.
 type Set struct {
 	// Name is the canonical spec the set was loaded from ("mnist:train", "fashion:test",
-	// "emoji", "dir:/abs/path").
+	// "emoji", "emoji:faces", "dir:/abs/path").
 	Name string
 	// N images of C channels (1 gray, 3 RGB), H rows by W columns.
 	N, C, H, W int
@@ -51,7 +51,8 @@ func (s *Set) Image(i int) []float32 {
 // spec is one of
 //   - "mnist", "mnist:train", "mnist:test": handwritten digits, 1 channel, labels 0–9;
 //   - "fashion", "fashion:train", "fashion:test": Fashion-MNIST, 1 channel, labels 0–9;
-//   - "emoji": the Noto Color Emoji bitmaps, 3 channels, unlabelled;
+//   - "emoji": the Noto Color Emoji bitmaps, 3 channels, unlabelled; "emoji:faces" only the
+//     yellow faces of Unicode's Smileys & Emotion group (faceEmoji, about 110 images);
 //   - "dir:PATH" (or just PATH when it is none of the names above and names an existing
 //     folder): every PNG/JPEG file under PATH, 3 channels, unlabelled.
 //
@@ -83,13 +84,13 @@ func Load(spec string, size int) (*Set, error) {
 		}
 		return loadFashion(split, size)
 	case "emoji":
-		if hasSplit {
-			return nil, fmt.Errorf("imgdata: the emoji set has no splits; use \"emoji\", not %q", spec)
+		if hasSplit && split != "faces" {
+			return nil, fmt.Errorf("imgdata: unknown emoji subset %q in %q: want emoji (all) or emoji:faces (the emoji set has no train/test splits)", split, spec)
 		}
-		return loadEmoji(emojiFontPath, size)
+		return loadEmoji(emojiFontPath, size, hasSplit)
 	}
 	if fi, err := os.Stat(spec); err == nil && fi.IsDir() {
 		return loadFolder(spec, size)
 	}
-	return nil, fmt.Errorf("imgdata: unknown data set %q: want mnist[:train|:test], fashion[:train|:test], emoji, or dir:PATH (a folder of PNG/JPEG images)", spec)
+	return nil, fmt.Errorf("imgdata: unknown data set %q: want mnist[:train|:test], fashion[:train|:test], emoji, emoji:faces, or dir:PATH (a folder of PNG/JPEG images)", spec)
 }
