@@ -7,17 +7,32 @@ import (
 	"math"
 
 	"github.com/cogentcore/webgpu/wgpu"
+
+	"asbm/weights"
 )
 
-// Buffer is a storage buffer of float32 values on a Device.
+// Buffer is a storage buffer of float32 values on a Device, or (inside a GPUNet with f16 weights,
+// never handed out) of IEEE half values packed two to a 32-bit word.
 type Buffer struct {
-	d   *Device
-	buf *wgpu.Buffer
-	n   int
+	d    *Device
+	buf  *wgpu.Buffer
+	n    int
+	half bool // n f16 values, value i in the low (even i) or high half of word i/2
 }
 
-// Len is the number of float32 values the buffer holds.
+// Len is the number of values the buffer holds.
 func (b *Buffer) Len() int { return b.n }
+
+// bytes is the buffer's size: 4 bytes a value, or 2 for halves rounded up to whole 32-bit words
+// (WebGPU sizes storage bindings and copies in multiples of 4 bytes).
+func (b *Buffer) bytes() uint64 { return bufferBytes(b.n, b.half) }
+
+func bufferBytes(n int, half bool) uint64 {
+	if half {
+		return uint64(n+1) / 2 * 4
+	}
+	return uint64(n) * 4
+}
 
 // Destroy frees the GPU memory now (the browser's Release is a no-op, so memory is only returned by
 // Destroy or by closing the device). Destroy is idempotent.
@@ -38,21 +53,59 @@ func (d *Device) NewBuffer(n int) (*Buffer, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
+	return d.newBuffer(n, false)
+}
+
+// newBuffer allocates a zero-filled storage buffer of n float32 values, or of n halves when half.
+func (d *Device) newBuffer(n int, half bool) (*Buffer, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("shaders: buffer of %d values: need at least 1", n)
 	}
-	if uint64(n)*4 > d.maxBind {
-		return nil, fmt.Errorf("shaders: buffer of %d float32 values (%d bytes) exceeds the device's storage binding limit of %d bytes; use fewer points", n, uint64(n)*4, d.maxBind)
+	kind := "float32"
+	if half {
+		kind = "f16"
+	}
+	size := bufferBytes(n, half)
+	if size > d.maxBind {
+		return nil, fmt.Errorf("shaders: buffer of %d %s values (%d bytes) exceeds the device's storage binding limit of %d bytes; use fewer points", n, kind, size, d.maxBind)
 	}
 	buf, err := d.gpu.CreateBuffer(&wgpu.BufferDescriptor{
 		Label: "asbm storage",
 		Usage: wgpu.BufferUsageStorage | wgpu.BufferUsageCopySrc | wgpu.BufferUsageCopyDst,
-		Size:  uint64(n) * 4,
+		Size:  size,
 	})
 	if err != nil {
-		return nil, wrapf(err, "shaders: creating a buffer of %d values", n)
+		return nil, wrapf(err, "shaders: creating a buffer of %d %s values", n, kind)
 	}
-	return &Buffer{d: d, buf: buf, n: n}, nil
+	return &Buffer{d: d, buf: buf, n: n, half: half}, nil
+}
+
+// newHalfBufferFrom allocates a buffer holding v rounded to IEEE half precision (weights.F32ToF16,
+// the rounding of the weight files' f16 tensors, so an f16 tensor widened on load comes back
+// unchanged). A value whose magnitude rounds past weights.F16Max is an error, not an infinity.
+func (d *Device) newHalfBufferFrom(v []float32, name string) (b *Buffer, err error) {
+	if err := d.usable(); err != nil {
+		return nil, err
+	}
+	data := make([]byte, bufferBytes(len(v), true))
+	for i, x := range v {
+		h := weights.F32ToF16(x)
+		if !weights.F16IsFinite(h) {
+			return nil, fmt.Errorf("shaders: %s value %d = %g does not fit in f16 (finite range ±%d): use f32 weights (NewGPUNet)", name, i, x, weights.F16Max)
+		}
+		binary.LittleEndian.PutUint16(data[2*i:], h)
+	}
+	if b, err = d.newBuffer(len(v), true); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			b.Destroy()
+			b = nil
+		}
+	}()
+	defer d.guard(&err) // runs first: a host panic becomes err, and the buffer is freed above
+	return b, wrapf(d.writeBuffer(b.buf, 0, data), "shaders: uploading %d f16 values", len(v))
 }
 
 // newBufferFrom allocates a buffer holding v.
@@ -68,8 +121,21 @@ func (d *Device) newBufferFrom(v []float32) (*Buffer, error) {
 	return b, nil
 }
 
-// check reports a buffer that is nil, destroyed, from another device or shorter than n values.
+// check reports a buffer that is nil, destroyed, from another device, shorter than n values, or
+// holding halves: every binding but a weight matrix's (checkWeight) reads float32.
 func (d *Device) check(b *Buffer, name string, n int) error {
+	if err := d.checkWeight(b, name, n); err != nil {
+		return err
+	}
+	if b.half {
+		return fmt.Errorf("shaders: %s buffer holds f16 values; only the weights of conv and linear may", name)
+	}
+	return nil
+}
+
+// checkWeight is check for a binding that reads float32 or f16 values (weightKernel picks the
+// kernel variant that matches).
+func (d *Device) checkWeight(b *Buffer, name string, n int) error {
 	switch {
 	case b == nil || b.buf == nil:
 		return fmt.Errorf("shaders: %s buffer is nil or destroyed", name)
@@ -97,17 +163,18 @@ func (d *Device) Upload(b *Buffer, v []float32) (err error) {
 	return wrapf(d.writeBuffer(b.buf, 0, wgpu.ToBytes(v)), "shaders: uploading %d values", len(v))
 }
 
-// Read copies b back to the CPU through a MapRead staging buffer and waits for it, after all work
-// submitted before. In the browser it awaits a promise: call it from a goroutine.
+// Read copies b back to the CPU (halves widened exactly) through a MapRead staging buffer and waits
+// for it, after all work submitted before. In the browser it awaits a promise: call it from a
+// goroutine.
 func (d *Device) Read(b *Buffer) (out []float32, err error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
-	if err := d.check(b, "read source", 0); err != nil {
+	if err := d.checkWeight(b, "read source", 0); err != nil {
 		return nil, err
 	}
 	defer d.guard(&err)
-	size := uint64(b.n) * 4
+	size := b.bytes()
 	st, err := d.gpu.CreateBuffer(&wgpu.BufferDescriptor{
 		Label: "asbm readback",
 		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst,
@@ -151,7 +218,11 @@ func (d *Device) Read(b *Buffer) (out []float32, err error) {
 	// Decode before Unmap: natively raw aliases the mapping.
 	out = make([]float32, b.n)
 	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		if b.half {
+			out[i] = weights.F16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
+		} else {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
 	}
 	if err := st.Unmap(); err != nil {
 		return nil, wrapf(err, "shaders: unmapping the readback buffer")

@@ -81,17 +81,21 @@ func convShapes(what string, n, cin, cout, height, width, k int) (nx, ny, nw int
 	return
 }
 
-// convOp records dst = conv(x, w) + b (conv.wgsl).
+// convOp records dst = conv(x, w) + b (conv.wgsl); w may hold f16 values (the f16-weight variant
+// runs, weightf16.go).
 func (d *Device) convOp(dst, x, w, b *Buffer, n, cin, cout, height, width, k int) (*op, error) {
 	nx, ny, nw, err := convShapes("conv", n, cin, cout, height, width, k)
 	if err != nil {
 		return nil, err
 	}
 	if err := d.checkImageBufs(imageBuf{dst, "conv output", ny}, imageBuf{x, "conv x", nx},
-		imageBuf{w, "conv weight", nw}, imageBuf{b, "conv bias", cout}); err != nil {
+		imageBuf{b, "conv bias", cout}); err != nil {
 		return nil, err
 	}
-	kern, err := d.kernel("conv", convWGSL, []bindKind{bindUniform, bindRead, bindRead, bindRead, bindWrite})
+	if err := d.checkWeight(w, "conv weight", nw); err != nil {
+		return nil, err
+	}
+	kern, err := d.weightKernel("conv", convWGSL, w, []bindKind{bindUniform, bindRead, bindRead, bindRead, bindWrite})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,10 @@
 // invocations take consecutive pixels, so x loads are contiguous and weight loads are shared across
 // the workgroup. Workgroups are numbered wid.y·nwg.x + wid.x so the dispatch can exceed 65535 per
 // dimension.
+//
+// Wt is read only through wt(), as f32, and stored as WT: the launcher (weightf16.go) derives the
+// f16-weight variant by rewriting the two lines marked "f16 variant" (Wt then holds halves packed two
+// to a u32); x, b, y and the accumulation stay f32.
 
 struct Params {
     n: u32,
@@ -19,9 +23,13 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
+@group(0) @binding(2) var<storage, read> Wt: array<WT>;
 @group(0) @binding(3) var<storage, read> B: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+
+alias WT = f32; // f16 variant: u32
+// wt returns weight i as f32.
+fn wt(i: u32) -> f32 { return f32(Wt[i]); } // f16 variant: unpack a half
 
 const WG: u32 = 256u;
 const CB: u32 = 4u;
@@ -65,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 }
                 let xv = X[xb + u32(yy) * p.w + u32(xx)];
                 let t = wb + kh * p.k + kw;
-                acc = fma(vec4<f32>(xv), vec4<f32>(Wt[w0 + t], Wt[w1 + t], Wt[w2 + t], Wt[w3 + t]), acc);
+                acc = fma(vec4<f32>(xv), vec4<f32>(wt(w0 + t), wt(w1 + t), wt(w2 + t), wt(w3 + t)), acc);
             }
         }
     }

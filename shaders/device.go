@@ -3,6 +3,7 @@ package shaders
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/cogentcore/webgpu/wgpu"
@@ -26,7 +27,35 @@ type Device struct {
 	kernels map[string]*kernel
 	closed  bool
 	host    hostDevice
+	f16     bool // granted WebGPU's shader-f16 feature
+	f32Only bool // DeviceOptions.F32Only: no f16 weights
 }
+
+// DeviceOptions tune NewDeviceOpts. The zero value is what NewDevice uses when ASBM_F32_ONLY is
+// unset.
+type DeviceOptions struct {
+	// F32Only opens the device for the f32 path only: shader-f16 is not requested (HasF16 is false)
+	// and NewGPUNetF16 refuses the device, so every network keeps f32 weights. It forces the f32
+	// path on any adapter (tests, or a driver whose f16 path misbehaves). NewDevice sets it when the
+	// environment variable ASBM_F32_ONLY is "1".
+	F32Only bool
+}
+
+// NewDevice opens a device with NewDeviceOpts, with DeviceOptions.F32Only set when the
+// environment variable ASBM_F32_ONLY is "1" (never in a browser, which has no environment).
+func NewDevice() (*Device, error) {
+	return NewDeviceOpts(DeviceOptions{F32Only: os.Getenv("ASBM_F32_ONLY") == "1"})
+}
+
+// HasF16 reports whether the device was granted WebGPU's shader-f16 feature: NewDeviceOpts requests
+// it whenever the adapter offers it (unless F32Only) and falls back to a device without it if that
+// request fails. The f16 weights of NewGPUNetF16 do not need it (they are read as packed pairs
+// with unpack2x16float, core WGSL); it says whether kernels could also compute in f16.
+func (d *Device) HasF16() bool { return d != nil && d.f16 }
+
+// F16Weights reports whether networks on this device may keep f16 weights (NewGPUNetF16): true
+// unless the device was opened with DeviceOptions.F32Only.
+func (d *Device) F16Weights() bool { return d != nil && !d.f32Only }
 
 // AdapterInfo describes the adapter the device runs on (name, backend, type where the host tells).
 func (d *Device) AdapterInfo() string { return d.info }

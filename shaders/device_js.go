@@ -19,10 +19,12 @@ type hostDevice struct {
 	dev js.Value
 }
 
-// NewDevice asks navigator.gpu for a high-performance adapter and a device with default limits (the
-// binding cannot pass requiredLimits in the browser). It awaits promises: call it from a goroutine,
-// never inside a js.FuncOf callback. WebGPU needs a secure context (HTTPS or localhost).
-func NewDevice() (d *Device, err error) {
+// NewDeviceOpts asks navigator.gpu for a high-performance adapter and a device with default limits
+// (the binding cannot pass requiredLimits in the browser), with shader-f16 when the adapter offers it
+// and o.F32Only is false; if that request fails it asks again without the feature. It awaits
+// promises: call it from a goroutine, never inside a js.FuncOf callback. WebGPU needs a secure
+// context (HTTPS or localhost).
+func NewDeviceOpts(o DeviceOptions) (d *Device, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			d, err = nil, fmt.Errorf("shaders: WebGPU initialisation failed: %v", r)
@@ -49,7 +51,20 @@ func NewDevice() (d *Device, err error) {
 	if fallback {
 		parts = append(parts, "fallback adapter")
 	}
-	dv, ok := jsx.Await(ad.Call("requestDevice", map[string]any{}))
+	var dv js.Value
+	f16 := !o.F32Only && hasFeature(ad, "shader-f16")
+	if f16 {
+		// A rejected request (a browser that lists the feature but refuses it) must not cost the
+		// GPU path: ask again without it.
+		dv, ok = jsx.Await(ad.Call("requestDevice", map[string]any{"requiredFeatures": []any{"shader-f16"}}))
+		f16 = ok && dv.Truthy() && hasFeature(dv, "shader-f16")
+		if !f16 && ok && dv.Truthy() {
+			dv.Call("destroy")
+		}
+	}
+	if !f16 {
+		dv, ok = jsx.Await(ad.Call("requestDevice", map[string]any{}))
+	}
 	if !ok || !dv.Truthy() {
 		return nil, errors.New("shaders: the WebGPU adapter refused a device")
 	}
@@ -65,12 +80,20 @@ func NewDevice() (d *Device, err error) {
 		soft:    fallback || softwareName(desc),
 		kernels: map[string]*kernel{},
 		host:    hostDevice{dev: dv},
+		f16:     f16,
+		f32Only: o.F32Only,
 	}
 	d.maxBind = defaultStorageBinding
 	if v := dv.Get("limits").Get("maxStorageBufferBindingSize"); v.Type() == js.TypeNumber && v.Float() > 0 {
 		d.maxBind = uint64(v.Float())
 	}
 	return d, nil
+}
+
+// hasFeature reports whether a GPUAdapter or GPUDevice lists the feature name in its features set.
+func hasFeature(v js.Value, name string) bool {
+	fs := v.Get("features")
+	return fs.Type() == js.TypeObject && fs.Call("has", name).Truthy()
 }
 
 // Close destroys the GPUDevice (which frees every buffer it owns; Release is a no-op in the browser).

@@ -20,10 +20,12 @@ type hostDevice struct {
 
 var quietLog sync.Once
 
-// NewDevice opens the preferred native WebGPU adapter (Vulkan, Metal, DX12 or GL through wgpu-native;
-// on a machine without a GPU, Mesa's lavapipe) with WebGPU's default limits, the same limits a browser
-// grants, so native tests exercise what the page will get.
-func NewDevice() (*Device, error) {
+// NewDeviceOpts opens the preferred native WebGPU adapter (Vulkan, Metal, DX12 or GL through
+// wgpu-native; on a machine without a GPU, Mesa's lavapipe) with WebGPU's default limits, the same
+// limits a browser grants, so native tests exercise what the page will get. It requests shader-f16
+// when the adapter offers it and o.F32Only is false (lavapipe offers it), and opens a device
+// without it if that request fails.
+func NewDeviceOpts(o DeviceOptions) (*Device, error) {
 	// wgpu-native logs harmless warnings (no windowing system, no EGL config) at its default level;
 	// validation errors still come back as Go errors.
 	quietLog.Do(func() {
@@ -47,7 +49,18 @@ func NewDevice() (*Device, error) {
 		return nil, ErrNoAdapter
 	}
 	info := ad.GetInfo()
-	dev, err := ad.RequestDevice(nil)
+	var dev *wgpu.Device
+	f16 := !o.F32Only && ad.HasFeature(wgpu.FeatureNameShaderF16)
+	if f16 {
+		dev, err = ad.RequestDevice(&wgpu.DeviceDescriptor{RequiredFeatures: []wgpu.FeatureName{wgpu.FeatureNameShaderF16}})
+		f16 = err == nil && dev != nil && dev.HasFeature(wgpu.FeatureNameShaderF16)
+		if !f16 && err == nil && dev != nil {
+			dev.Release()
+		}
+	}
+	if !f16 {
+		dev, err = ad.RequestDevice(nil)
+	}
 	if err != nil || dev == nil {
 		ad.Release()
 		inst.Release()
@@ -60,6 +73,8 @@ func NewDevice() (*Device, error) {
 		soft:    info.AdapterType == wgpu.AdapterTypeCPU || softwareName(info.Name+" "+info.DriverDescription),
 		kernels: map[string]*kernel{},
 		host:    hostDevice{instance: inst, adapter: ad},
+		f16:     f16,
+		f32Only: o.F32Only,
 	}
 	d.maxBind = dev.GetLimits().Limits.MaxStorageBufferBindingSize
 	if d.maxBind == 0 || d.maxBind == wgpu.LimitU64Undefined {

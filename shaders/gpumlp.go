@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -41,10 +42,12 @@ func checkParams(m *Net) error {
 // GPUNet is a network (Net) whose parameters live on a Device. Its forward pass is a recorded
 // plan of WGSL dispatches: for an MLP (asbm.md §6.1) timefeat.wgsl followed by Layers fused
 // linear+SiLU dispatches and the output linear (mlpPlan); for a U-Net the walk of UNetOps
-// (unetPlan, unet_gpu.go). It matches Net.ForwardCPU up to float32 rounding.
+// (unetPlan, unet_gpu.go). It matches Net.ForwardCPU up to float32 rounding; one built by
+// NewGPUNetF16 matches it on the network with its weight matrices rounded to f16.
 type GPUNet struct {
 	d      *Device
 	arch   weights.Arch
+	half   bool           // weight matrices stored as f16 (NewGPUNetF16)
 	params []*Buffer      // ParamShapes order
 	index  map[string]int // parameter name → position in params
 	fwd    netPlan        // the plan Forward reuses while the batch size stays the same
@@ -63,19 +66,46 @@ type netPlan interface {
 	release()
 }
 
-// NewGPUNet uploads the parameters of m (an MLP or a U-Net) to d.
+// NewGPUNet uploads the parameters of m (an MLP or a U-Net) to d as float32.
 func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
+	return newGPUNet(d, m, false)
+}
+
+// NewGPUNetF16 uploads m to d with its weight matrices (conv weights, linear weights) rounded to
+// IEEE half precision (weights.F32ToF16, round to nearest even) and stored as halves, which halves
+// their memory and reads; biases and group-norm parameters stay f32 and every kernel computes in
+// f32 (weightf16.go). For a model file whose tensors are f16 the rounding changes nothing: the
+// values were halves before they were widened on load. Any WebGPU device can run it (no shader-f16
+// needed); it fails on a device opened with DeviceOptions.F32Only, and on a weight whose magnitude
+// rounds past weights.F16Max.
+func NewGPUNetF16(d *Device, m *Net) (*GPUNet, error) {
+	if err := d.usable(); err != nil {
+		return nil, err
+	}
+	if !d.F16Weights() {
+		return nil, errors.New("shaders: NewGPUNetF16: the device was opened with DeviceOptions.F32Only (or ASBM_F32_ONLY=1), which keeps every network in f32: use NewGPUNet")
+	}
+	return newGPUNet(d, m, true)
+}
+
+func newGPUNet(d *Device, m *Net, half bool) (*GPUNet, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
 	if err := checkParams(m); err != nil {
 		return nil, err
 	}
-	names, _ := ParamShapes(m.Arch)
-	g := &GPUNet{d: d, arch: m.Arch, index: paramIndex(names)}
+	names, shapes := ParamShapes(m.Arch)
+	g := &GPUNet{d: d, arch: m.Arch, half: half, index: paramIndex(names)}
 	err := d.scoped("uploading a network", func() error {
-		for _, name := range names {
-			buf, err := d.newBufferFrom(m.Params[name])
+		for i, name := range names {
+			var buf *Buffer
+			var err error
+			if half && storedAsHalf(shapes[i]) {
+				buf, err = d.newHalfBufferFrom(m.Params[name], name)
+			} else {
+				buf, err = d.newBufferFrom(m.Params[name])
+			}
 			if err != nil {
 				return err
 			}
@@ -110,6 +140,15 @@ func (g *GPUNet) param(name string) *Buffer {
 
 // Arch returns the network's sizes.
 func (g *GPUNet) Arch() weights.Arch { return g.arch }
+
+// Precision is how the network stores its weight matrices: "f16" (NewGPUNetF16) or "f32". Every
+// kernel computes in f32 either way.
+func (g *GPUNet) Precision() string {
+	if g.half {
+		return "f16"
+	}
+	return "f32"
+}
 
 // dropForward frees the cached forward plan and its input buffers.
 func (g *GPUNet) dropForward() {

@@ -64,7 +64,8 @@ func (t tile) source() string {
 	})
 }
 
-// linearOp records dst = x·w + b (SiLU when silu) with x n×in, w in×out, b out, dst n×out.
+// linearOp records dst = x·w + b (SiLU when silu) with x n×in, w in×out, b out, dst n×out; w may
+// hold f16 values (the f16-weight variant of the tile's kernel runs, weightf16.go).
 func (d *Device) linearOp(t tile, dst, x, w, b *Buffer, n, in, out int, silu bool) (*op, error) {
 	if n < 1 || in < 1 || out < 1 {
 		return nil, fmt.Errorf("shaders: linear needs n, in, out ≥ 1; got %d, %d, %d", n, in, out)
@@ -73,12 +74,15 @@ func (d *Device) linearOp(t tile, dst, x, w, b *Buffer, n, in, out int, silu boo
 		b    *Buffer
 		name string
 		n    int
-	}{{dst, "linear output", n * out}, {x, "linear x", n * in}, {w, "linear weight", in * out}, {b, "linear bias", out}} {
+	}{{dst, "linear output", n * out}, {x, "linear x", n * in}, {b, "linear bias", out}} {
 		if err := d.check(c.b, c.name, c.n); err != nil {
 			return nil, err
 		}
 	}
-	k, err := d.kernel(t.name, t.source(), []bindKind{bindUniform, bindRead, bindRead, bindRead, bindWrite})
+	if err := d.checkWeight(w, "linear weight", in*out); err != nil {
+		return nil, err
+	}
+	k, err := d.weightKernel(t.name, t.source(), w, []bindKind{bindUniform, bindRead, bindRead, bindRead, bindWrite})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,10 @@
 // constants below are rewritten by the Go launcher (linear.go) to build a few variants.
 //
 // Row tiles are numbered wid.y + wid.z·nwg.y so the dispatch can exceed 65535 tiles per dimension.
+//
+// W (Wt) is read only through wt(), as f32, and stored as WT: the launcher (weightf16.go) derives the
+// f16-weight variant by rewriting the two lines marked "f16 variant" (W then holds halves packed two
+// to a u32); X, b, Y and the accumulation stay f32.
 
 struct Params {
     n: u32,
@@ -17,9 +21,13 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(2) var<storage, read> Wt: array<WT>;
 @group(0) @binding(3) var<storage, read> B: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+
+alias WT = f32; // f16 variant: u32
+// wt returns W[i] as f32.
+fn wt(i: u32) -> f32 { return f32(Wt[i]); } // f16 variant: unpack a half
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -66,7 +74,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             let gc = col0 + c;
             var v = 0.0;
             if (gr < p.k && gc < p.m) {
-                v = W[gr * p.m + gc];
+                v = wt(gr * p.m + gc);
             }
             Bs[r * BN + c] = v;
         }

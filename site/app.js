@@ -48,7 +48,6 @@ let busy = false;
 let last = null;   // {nfe, sampler, seed, grid}
 let models = [];   // what listModels returned
 let warm = null;   // the current model's warm-up result, or null
-let shaderF16 = null; // whether the WebGPU adapter offers shader-f16 (null: unknown)
 // Generate times of the current model by setting (timingText): {first: ms of the cold run, warm: [ms…]}.
 let times = {};
 
@@ -174,29 +173,17 @@ function deviceNote() {
   return d === 'cpu' ? 'CPU path (forced)' : `GPU: ${info.adapter}`;
 }
 
-// precisionNote says in which precision the model runs and why (only f32 kernels exist so far).
+// precisionNote says in which precision the model runs: every path computes in f32; the GPU path
+// keeps an f16 file's weight matrices in f16 (info.precision), the CPU path widens them on load.
 function precisionNote() {
-  const parts = ['Kernels: f32'];
-  if (chooseDevice() === 'gpu') {
-    if (shaderF16 === false) parts[0] += ' (this adapter has no shader-f16)';
-    else if (shaderF16) parts[0] += ' (f16 kernels are not shipped yet)';
-  }
-  if (info.weights && info.weights !== 'f32') parts.push(`weights stored as ${info.weights}, widened to f32`);
+  const half = chooseDevice() === 'gpu' && info.precision && info.precision !== 'f32';
+  const parts = [half ? `GPU: ${info.precision}` : 'Kernels: f32'];
+  if (!half && info.weights && info.weights !== 'f32') parts.push(`weights stored as ${info.weights}, widened to f32`);
   if (isImage()) {
     const [C, H, W] = info.shape;
     parts.push(`U-Net, ${info.params.toLocaleString('en')} parameters per network, ${C}×${H}×${W} images`);
   }
   return parts.join(' · ');
-}
-
-// probeF16 asks the adapter whether it has shader-f16 (for the info line only).
-async function probeF16() {
-  try {
-    const a = navigator.gpu && await navigator.gpu.requestAdapter();
-    shaderF16 = a ? a.features.has('shader-f16') : null;
-  } catch {
-    shaderF16 = null;
-  }
 }
 
 // warmUp runs one tiny forward per network on the chosen path (asbm.warmup), so the first Generate
@@ -431,7 +418,7 @@ async function start() {
   try {
     status('Loading the WebAssembly client…');
     wasmStarted = wasmStarted || startWasm();
-    [models] = await Promise.all([listModels(), wasmStarted, probeF16()]);
+    [models] = await Promise.all([listModels(), wasmStarted]);
     if (models.length === 0) {
       showError('The server offers no model files: train one with `backend train`, or put *.msgpack files in weights/.');
       return;

@@ -393,8 +393,15 @@ func (c *client) dropDevice() {
 	c.refresh()
 }
 
-// upload puts m's networks on the current device; on failure it frees what it uploaded.
+// upload puts m's networks on the current device; on failure it frees what it uploaded. A file
+// whose tensors are all f16 keeps its weight matrices in f16 on the GPU too (NewGPUNetF16: half the
+// memory, the kernels still compute in f32): they were halves before the load widened them, so no
+// value changes and the GPU path still matches the CPU path. Any other file is uploaded as f32.
 func (c *client) upload(m *model) error {
+	newNet := shaders.NewGPUNet
+	if weightsDType(m.file) == "f16" && c.dev.F16Weights() {
+		newNet = shaders.NewGPUNetF16
+	}
 	var g shaders.Nets
 	free := func() {
 		for _, n := range []*shaders.GPUNet{g.Score, g.Control, g.Gen} {
@@ -410,7 +417,7 @@ func (c *client) upload(m *model) error {
 		if p.src == nil {
 			continue
 		}
-		gm, err := shaders.NewGPUNet(c.dev, p.src)
+		gm, err := newNet(c.dev, p.src)
 		if err != nil {
 			free()
 			return fmt.Errorf("upload network to the GPU: %v", err)
@@ -453,9 +460,9 @@ func (c *client) info() map[string]any {
 		samplers = append(samplers, "gen")
 	}
 	ds, _ := m.file.MetaString("dataset")
-	adapter, software := "", false
+	adapter, software, shaderF16 := "", false, false
 	if c.dev != nil {
-		adapter, software = c.dev.AdapterInfo(), c.dev.IsSoftware()
+		adapter, software, shaderF16 = c.dev.AdapterInfo(), c.dev.IsSoftware(), c.dev.HasF16()
 	}
 	mults := make([]any, len(a.Mults))
 	for i, v := range a.Mults {
@@ -489,7 +496,8 @@ func (c *client) info() map[string]any {
 		"software":  software, // a CPU rasteriser: the CPU path is faster (design.md)
 		"webgpu":    c.dev != nil,
 		"gpuError":  m.gpuErr,
-		"precision": "f32", // every kernel computes in f32; f16 files are widened on load
+		"precision": precision(m.gpu),
+		"shaderF16": shaderF16, // the device was granted shader-f16 (no kernel needs it yet)
 		"weights":   weightsDType(m.file),
 		"maxN":      maxPoints,
 	}
@@ -498,6 +506,18 @@ func (c *client) info() map[string]any {
 		info["maxN"] = maxImages
 	}
 	return info
+}
+
+// precision says how the GPU networks hold their weights: "f16 weights, f32 compute" when they
+// keep the file's f16 weight matrices (upload), else "f32" (f32 files, no networks on the GPU, and
+// the CPU path, which widens f16 on load).
+func precision(g shaders.Nets) string {
+	for _, n := range []*shaders.GPUNet{g.Score, g.Control, g.Gen} {
+		if n != nil && n.Precision() == "f16" {
+			return "f16 weights, f32 compute"
+		}
+	}
+	return "f32"
 }
 
 // weightsDType is how the file stores its tensors: "f32", "f16" or "f16+f32".

@@ -240,11 +240,14 @@ test('the WebGPU path gives the CPU path\'s images (where the GPU kernels run U-
     await p.goto(baseURL + '?model=tiny-unet&device=gpu');
     await waitState(p, 'ready');
     const info = await p.evaluate(() => asbm.info());
+    // The fixture stores f32, so its networks stay f32 on the GPU whatever the adapter offers.
+    console.log(`# tiny-unet on the GPU: weights ${info.weights}, precision "${info.precision}", adapter shader-f16 ${info.shaderF16}`);
     if (info.gpuError) {
       console.log(`# WebGPU path not available for U-Nets: ${info.gpuError}`);
       t.skip(`the GPU path cannot run U-Nets yet: ${info.gpuError}`);
       return;
     }
+    assert.equal(info.precision, info.weights === 'f16' ? 'f16 weights, f32 compute' : 'f32');
     for (const [opt, ref] of [[{ nfe: 1, seed: 7, grid: 4 }, results.gen7], [{ nfe: 8, seed: 11, sampler: 'sde', grid: 2 }, results.sde11]]) {
       const imgs = await generateImages(p, opt);
       const r = await p.evaluate(() => window.asbmLastResult);
@@ -259,6 +262,28 @@ test('the WebGPU path gives the CPU path\'s images (where the GPU kernels run U-
     const d = maxAbsDiff(direct, results.sde11);
     console.log(`# WebGPU NFE 8 without previews (SampleGPU): max |GPU − CPU| = ${d.toExponential(2)}`);
     assert.ok(d < TOL, `SampleGPU path: ${d}`);
+
+    // An f16 file (the shipped digits model) keeps its weight matrices in f16 on the GPU, read by
+    // f32 kernels through unpack2x16float (core WGSL, so no shader-f16 is needed and SwiftShader,
+    // which has none, runs it). The CPU path widens the same halves to f32 on load, so both sides
+    // multiply identical values in f32 and differ only in summation order: the f32 fixture's TOL.
+    await p.goto(baseURL + '?model=digits&device=gpu');
+    await waitState(p, 'ready');
+    const di = await p.evaluate(() => asbm.info());
+    console.log(`# digits on the GPU: weights ${di.weights}, precision "${di.precision}", adapter shader-f16 ${di.shaderF16}; ` +
+      `${await p.textContent('#device-info')}`);
+    assert.equal(di.gpuError, '', 'digits on the GPU');
+    assert.equal(di.weights, 'f16');
+    assert.equal(di.precision, 'f16 weights, f32 compute');
+    assert.match(await p.textContent('#device-info'), /^GPU: f16 weights, f32 compute/);
+    for (const opt of [{ nfe: 1, seed: 3, n: 4 }, { nfe: 3, seed: 4, n: 4, sampler: 'ode' }]) {
+      const gen = (device) => p.evaluate(async (o) => Array.from((await asbm.generate(o)).images), { ...opt, device });
+      const [g16, cpu] = [await gen('gpu'), await gen('cpu')];
+      const d16 = maxScaledDiff(g16, cpu);
+      console.log(`# digits NFE ${opt.nfe} on the GPU with f16 weights: max |GPU − CPU|/(1+|CPU|) = ${d16.toExponential(2)}`);
+      assert.ok(d16 < TOL, `digits NFE ${opt.nfe}, f16 weights on the GPU vs the CPU path: ${d16} ≥ ${TOL}`);
+      assert.ok(maxAbsDiff(g16, new Array(g16.length).fill(g16[0])) > 1e-2, 'the images are constant');
+    }
   } finally {
     await p.close();
   }
