@@ -54,21 +54,7 @@ func BenchmarkMLPForward(b *testing.B) {
 		}
 		defer p.release()
 		xb, tb := upload(b, d, x), upload(b, d, tv)
-		run := func() {
-			bt, err := d.begin()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := p.encode(bt, xb, tb, 1, 0); err != nil {
-				b.Fatal(err)
-			}
-			if err := bt.submit(); err != nil {
-				b.Fatal(err)
-			}
-			if err := d.wait(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		run := planRunner(b, d, p, xb, tb)
 		run()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -112,21 +98,7 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer p.release()
-		runs[i] = func() {
-			bt, err := d.begin()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := p.encode(bt, xb, tb, 1, 0); err != nil {
-				b.Fatal(err)
-			}
-			if err := bt.submit(); err != nil {
-				b.Fatal(err)
-			}
-			if err := d.wait(); err != nil {
-				b.Fatal(err)
-			}
-		}
+		runs[i] = planRunner(b, d, p, xb, tb)
 		runs[i]() // compile and allocate outside the timing
 	}
 	var ms [2][]float64
@@ -142,5 +114,24 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 	for j, name := range []string{"f32", "f16"} {
 		slices.Sort(ms[j])
 		b.ReportMetric(ms[j][len(ms[j])/2], name+"-median-ms")
+	}
+}
+
+// planRunner returns a function that runs one recorded forward plan on x and t and waits for it.
+func planRunner(b *testing.B, d *Device, p netPlan, xb, tb *Buffer) func() {
+	return func() {
+		bt, err := d.begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.encode(bt, xb, tb, 1, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := bt.submit(); err != nil {
+			b.Fatal(err)
+		}
+		if err := d.wait(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
