@@ -610,6 +610,12 @@ func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.pairs > held.N {
+		// A small set (emoji:faces has 109 images) uses all of its images instead of refusing the
+		// default --pairs.
+		rep.Notes = append(rep.Notes, fmt.Sprintf("--pairs %d exceeds the %d images of %s: using all %d", o.pairs, held.N, held.Name, held.N))
+		o.pairs = held.N
+	}
 	x0, labels, err := heldOutImages(held, arch, o.pairs, o.seed)
 	if err != nil {
 		return nil, err

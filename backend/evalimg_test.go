@@ -379,8 +379,9 @@ func TestRowSplitNetMatchesOneCall(t *testing.T) {
 
 // TestEvalImagesEmojiPartial evaluates a tiny emoji:faces model stripped of its generator and
 // baseline, with an 8×8 random-conv feature network: no inversion test (unlabelled, and not a
-// classifier), the floor drawn from the 109 faces themselves (with replacement: n = 128), and the
-// missing methods skipped with a reason.
+// classifier), the floor drawn from the 109 faces themselves (with replacement: n = 128), all of
+// them held out for the loss floor (--pairs 200 is capped), and the missing methods skipped with a
+// reason.
 func TestEvalImagesEmojiPartial(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a U-Net")
@@ -391,6 +392,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	train[slices.Index(train, "mnist")] = "emoji:faces"
 	evalArgs := slices.Clone(tinyEvalArgs)
 	evalArgs[slices.Index(evalArgs, "--n")+1] = "128"
+	evalArgs[slices.Index(evalArgs, "--pairs")+1] = "200" // more than the 109 faces: all are used
 	if code, _, stderr := runCLI(t, append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", full}, train...)...); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
@@ -444,6 +446,9 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	}
 	if _, ok := rep.Straightness["baseline-ode"]; ok || len(rep.Straightness) != 1 || len(rep.TargetVariance) != 1 {
 		t.Errorf("straightness %v, loss floors %v: want ASBM's only", rep.Straightness, rep.TargetVariance)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "--pairs 200 exceeds the 109 images") }) {
+		t.Errorf("notes %q do not say that all 109 faces stand in for --pairs 200", rep.Notes)
 	}
 	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "unlabelled") }) {
 		t.Errorf("notes %q do not say why the inversion test is missing", rep.Notes)

@@ -28,7 +28,7 @@ const POINTS = 2000;
 const SIZE = 560; // the canvas's width in CSS pixels (style.css)
 const GRIDS = ['1', '2', '4', '8'];
 // DEFAULT_MODELS is the page's preference when the URL names no model (weights/<name>.msgpack).
-const DEFAULT_MODELS = ['digits', 'emoji', '8gaussians'];
+const DEFAULT_MODELS = ['emoji', 'digits', 'fashion', '8gaussians'];
 const BASE = new URL('./', import.meta.url);
 
 const $ = (id) => document.getElementById(id);
@@ -428,8 +428,7 @@ async function start() {
     // The list comes from /api/models: image models (digits, fashion, emoji, …) are there too once
     // their weights are; the page finds out what a model draws when it loads it (info.image).
     // Without ?model=, the first shipped model of DEFAULT_MODELS the server has: an image model
-    // when there is one (digits: the shipped emoji model is still blobs), since that is what a
-    // visitor came to see.
+    // when there is one (emoji faces first), since that is what a visitor came to see.
     const wanted = params.get('model') || DEFAULT_MODELS.find((n) => models.some((m) => m.name === n));
     const pick = models.find((m) => m.name === wanted) || models[0];
     ui.model.value = pick.value;

@@ -275,7 +275,7 @@ func TestLoadErrors(t *testing.T) {
 		{"dir:" + file, 8, "not a folder"},
 		{"dir:", 8, "needs a folder"},
 		{"mnist:val", 32, `unknown split "val"`},
-		{"emoji:test", 32, "no splits"},
+		{"emoji:test", 32, "has no train/test splits"},
 		{"cifar10", 32, `unknown data set "cifar10"`},
 		{"mnist", 0, "out of range"},
 		{"mnist", MaxSize + 1, "out of range"},

@@ -28,7 +28,7 @@ const backend = process.env.ASBM_BACKEND || path.join(dist, 'backend');
 const fixture = path.join(here, 'fixtures', 'tiny-unet.msgpack');
 const toyModel = path.join(root, 'weights', '8gaussians.msgpack');
 // SHIPPED are the trained image models of weights/ that the site serves (the blog page uses them).
-const SHIPPED = ['digits', 'emoji'];
+const SHIPPED = ['digits', 'fashion', 'emoji'];
 const DIM = 3 * 8 * 8;
 const TOL = 1e-4;
 
@@ -142,7 +142,7 @@ test('the page lists the image model, loads it, warms up and shows the grid cont
   await waitState(page, 'ready');
   const models = await page.$$eval('#model option', (os) => os.map((o) => o.value));
   assert.deepEqual(models.sort(), ['/weights/8gaussians.msgpack', '/weights/digits.msgpack', '/weights/emoji.msgpack',
-    '/weights/tiny-unet.msgpack']);
+    '/weights/fashion.msgpack', '/weights/tiny-unet.msgpack']);
   assert.equal(await page.inputValue('#model'), '/weights/tiny-unet.msgpack');
   assert.equal(await page.evaluate(() => document.body.dataset.kind), 'images');
   assert.equal(await page.isVisible('#grid'), true, 'the grid control is hidden');
@@ -344,7 +344,7 @@ async function widgetGenerate(frame, name) {
 
 // What a visitor picks: the trained models of weights/, on the page as it is served (the NFE 1
 // generator and 8 SDE steps), equal to `backend sample` and showing images, not a flat canvas.
-test('the shipped digits and emoji models generate at NFE 1 and NFE 8, as backend sample does', async () => {
+test('the shipped digits, fashion and emoji models generate at NFE 1 and NFE 8, as backend sample does', async () => {
   for (const name of SHIPPED) {
     await page.goto(baseURL + '?model=' + name);
     await waitState(page, 'ready');
