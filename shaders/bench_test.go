@@ -43,18 +43,8 @@ func BenchmarkMLPForward(b *testing.B) {
 	})
 	b.Run("gpu-resident", func(b *testing.B) {
 		d := gpu(b)
-		g, err := NewGPUNet(d, m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer g.Close()
-		p, err := g.newPlan(n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.release()
 		xb, tb := upload(b, d, x), upload(b, d, tv)
-		run := planRunner(b, d, p, xb, tb)
+		run := planRunner(b, d, NewGPUNet, m, n, xb, tb)
 		run()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -88,17 +78,7 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 	xb, tb := upload(b, d, x), upload(b, d, tv)
 	var runs [2]func()
 	for i, mk := range []func(*Device, *Net) (*GPUNet, error){NewGPUNet, NewGPUNetF16} {
-		g, err := mk(d, m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer g.Close()
-		p, err := g.newPlan(n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.release()
-		runs[i] = planRunner(b, d, p, xb, tb)
+		runs[i] = planRunner(b, d, mk, m, n, xb, tb)
 		runs[i]() // compile and allocate outside the timing
 	}
 	var ms [2][]float64
@@ -117,8 +97,19 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 	}
 }
 
-// planRunner returns a function that runs one recorded forward plan on x and t and waits for it.
-func planRunner(b *testing.B, d *Device, p netPlan, xb, tb *Buffer) func() {
+// planRunner builds m on d with mk and records its forward plan for n rows (both freed when b
+// ends), and returns a function that runs the plan on x and t and waits for it.
+func planRunner(b *testing.B, d *Device, mk func(*Device, *Net) (*GPUNet, error), m *Net, n int, xb, tb *Buffer) func() {
+	g, err := mk(d, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(g.Close)
+	p, err := g.newPlan(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.release)
 	return func() {
 		bt, err := d.begin()
 		if err != nil {
