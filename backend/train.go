@@ -600,7 +600,7 @@ type engineModel interface {
 // gorgonia engine on the same cores (design.md), so auto skips it while gpu honours it.
 func (tr *trainer) chooseEngine(device string) (string, error) {
 	if device == "cpu" {
-		return "cpu (gorgonia)", nil
+		return tr.cpuEngine(), nil
 	}
 	dev, err := gpu.Device()
 	switch {
@@ -608,13 +608,22 @@ func (tr *trainer) chooseEngine(device string) (string, error) {
 		return "", fmt.Errorf("--device gpu: %w", err)
 	case err != nil:
 		fmt.Fprintf(tr.log, "no WebGPU adapter (%v): training on the CPU\n", err)
-		return "cpu (gorgonia)", nil
+		return tr.cpuEngine(), nil
 	case device == "auto" && dev.IsSoftware():
 		fmt.Fprintf(tr.log, "WebGPU adapter %s is a software rasteriser, slower than the CPU engine: training on the CPU (--device gpu forces it)\n", dev.AdapterInfo())
-		return "cpu (gorgonia)", nil
+		return tr.cpuEngine(), nil
 	}
 	tr.gpu = true
 	return "gpu (WGSL on " + dev.AdapterInfo() + ")", nil
+}
+
+// cpuEngine describes the CPU engine with the matrix multiply it runs on, and prints the one-line hint
+// when that is the slow pure-Go fallback.
+func (tr *trainer) cpuEngine() string {
+	if h := cpu.BLASHint(); h != "" {
+		fmt.Fprintln(tr.log, h)
+	}
+	return "cpu (gorgonia; " + cpu.BLAS() + ")"
 }
 
 // ckptEvery bounds how often a checkpoint is written inside a phase; phase ends always write one.

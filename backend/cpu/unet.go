@@ -216,7 +216,10 @@ func (b *unetBuilder) resBlock(op shaders.UNetOp, x, e *G.Node) *G.Node {
 	if op.In != op.Out {
 		skip = b.conv(x, p+"skip", 1)
 	}
-	return chk(G.Add(skip, r))
+	if b.stock {
+		return chk(G.Add(skip, r))
+	}
+	return chk(G.ApplyOp(&addOp{}, skip, r))
 }
 
 // pool is the 2×2 average pool (shaders.AvgPool2xCPU).
