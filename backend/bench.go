@@ -4,60 +4,77 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-
 	"asbm/backend/cpu"
+	"asbm/backend/cpu/kern"
 	"asbm/backend/gpu"
+	"asbm/backend/torchref"
 	"asbm/shaders"
 	"asbm/weights"
 )
 
-// benchArch returns the U-Net `backend train` uses for the named data set's shape.
-func benchArch(name string) (weights.Arch, error) {
-	switch name {
-	case "mnist":
-		return defaultImageConfig("mnist", 1, 28).Arch, nil
-	case "emoji":
-		return defaultImageConfig("emoji", 3, 32).Arch, nil
-	}
-	return weights.Arch{}, usagef("--arch must be mnist or emoji, got %q", name)
+// benchArchs are the U-Nets `backend bench` knows by name: the shipped 16×16 models, the default
+// 28×28 one of `backend train --data mnist`, and a 32×32 colour net of about a million parameters.
+var benchArchs = []struct {
+	name, what string
+	arch       weights.Arch
+}{
+	{"small", "3×16×16, base 8, mults 1,2,2, 1 block (the shipped emoji)", weights.Arch{Kind: "unet", Dim: 3 * 16 * 16,
+		Channels: 3, Height: 16, Width: 16, Base: 8, Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8, TimeEmb: 64, Fourier: 16}},
+	{"mnist", "1×28×28, base 16, mults 1,2,2, 1 block (the image default)", defaultImageConfig("mnist", 1, 28).Arch},
+	{"large", "3×32×32, base 32, mults 1,2,2, 2 blocks", weights.Arch{Kind: "unet", Dim: 3 * 32 * 32,
+		Channels: 3, Height: 32, Width: 32, Base: 32, Mults: []int{1, 2, 2}, ResBlocks: 2, Groups: 8, TimeEmb: 64, Fourier: 16}},
+	{"emoji", "3×32×32, base 16, mults 1,2,2, 1 block (the emoji default)", defaultImageConfig("emoji", 3, 32).Arch},
 }
 
 // benchRow is one line of the engine table.
 type benchRow struct {
-	engine         string
-	batch          int
-	fwdMS, stepMS  float64 // medians
-	fwdGF, stepGF  float64 // achieved GFLOP/s
-	ceiling        float64 // the engine's matmul ceiling, GFLOP/s
-	ceilingComment string
+	arch, engine  string
+	batch         int
+	fwdMS, stepMS float64 // medians
+	fwdGF, stepGF float64 // achieved GFLOP/s
+	convGF        float64 // the conv layers alone (CPU engine), GFLOP/s; 0 when not measured
+	torchMS       float64 // PyTorch's step on the same arch and batch; 0 when not measured
 }
 
 func runBench(args []string, stdout io.Writer) error {
 	fs := newFlags("bench")
-	archName := fs.String("arch", "mnist", "U-Net to time: mnist (1×28×28) or emoji (3×32×32), the default sizes of `backend train`")
-	batchList := fs.String("batches", "1,16,128", "comma-separated batch sizes")
+	names := make([]string, len(benchArchs))
+	for i, b := range benchArchs {
+		names[i] = b.name
+	}
+	archList := fs.String("arch", "small,mnist,large", "comma-separated U-Nets to time: "+strings.Join(names, ", "))
+	batchList := fs.String("batches", "16,64", "comma-separated batch sizes")
 	reps := fs.Int("reps", 3, "timed repetitions per measurement (the median is reported; one untimed warm-up precedes them)")
-	devices := fs.String("device", "cpu,gpu", "engines to time: cpu (gorgonia), gpu (WGSL on native WebGPU), or both")
+	devices := fs.String("device", "cpu", "engines to time: cpu (gorgonia + OpenBLAS), gpu (WGSL on native WebGPU), or cpu,gpu")
+	torchMode := fs.String("torch", "auto", "time PyTorch's training step on the same arch and batch: auto (when python3-torch is installed), on (fail without it), off")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	arch, err := benchArch(*archName)
-	if err != nil {
-		return err
+	var archs []int
+	for _, f := range strings.Split(*archList, ",") {
+		i := slices.IndexFunc(benchArchs, func(b struct {
+			name, what string
+			arch       weights.Arch
+		}) bool {
+			return b.name == strings.TrimSpace(f)
+		})
+		if i < 0 {
+			return usagef("--arch wants names from %s; got %q", strings.Join(names, ", "), f)
+		}
+		archs = append(archs, i)
 	}
 	var batches []int
 	for _, f := range strings.Split(*batchList, ",") {
 		b, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || b < 1 || b > 4096 {
-			return usagef("--batches wants integers in [1, 4096] such as 1,16,128; got %q", *batchList)
+			return usagef("--batches wants integers in [1, 4096] such as 16,64; got %q", *batchList)
 		}
 		batches = append(batches, b)
 	}
@@ -70,64 +87,129 @@ func runBench(args []string, stdout io.Writer) error {
 			return usagef("--device wants cpu, gpu or cpu,gpu; got %q", *devices)
 		}
 	}
-	flops := float64(shaders.UNetFLOPs(arch))
-	fmt.Fprintf(stdout, "U-Net %s: %d×%d×%d, base %d, mults %v, %d res blocks; %.1f MFLOP per forward per image (a training step counts 3×: forward, backward-data, backward-weights)\n",
-		*archName, arch.Channels, arch.Height, arch.Width, arch.Base, arch.Mults, arch.ResBlocks, flops/1e6)
+	if *torchMode != "auto" && *torchMode != "on" && *torchMode != "off" {
+		return usagef("--torch wants auto, on or off; got %q", *torchMode)
+	}
+
+	// The ceilings, measured first in the same run.
+	threads := runtime.NumCPU()
+	cpuCeil, err := sgemmGFLOPs(1024, *reps, threads)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "CPU matrix multiply: %s; sgemm 1024³ on %d threads: %.1f GFLOP/s (the CPU ceiling below)\n", kern.Name(), threads, cpuCeil)
+	if h := kern.Hint(); h != "" {
+		fmt.Fprintln(stdout, h)
+	}
+	torchOK := false
+	if *torchMode != "off" {
+		py, err := torchref.Python()
+		switch {
+		case err == nil:
+			torchOK = true
+			fmt.Fprintf(stdout, "PyTorch reference: %s, torch.set_num_threads(%d)\n", py, threads)
+		case *torchMode == "on":
+			return err
+		default:
+			fmt.Fprintf(stdout, "PyTorch reference: skipped: %v\n", err)
+		}
+	}
+	var dev *shaders.Device
+	var gpuCeil float64
+	if slices.Contains(engines, "gpu") {
+		if dev, err = gpu.Device(); err != nil {
+			fmt.Fprintf(stdout, "gpu: skipped: %v\n", err)
+			engines = slices.DeleteFunc(engines, func(e string) bool { return e == "gpu" })
+		} else {
+			if gpuCeil, err = gpuMatmulGFLOPs(dev, 1024, *reps); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "GPU adapter: %s; linear.wgsl 1024³: %.1f GFLOP/s (the GPU ceiling below)\n", dev.AdapterInfo(), gpuCeil)
+		}
+	}
 
 	var rows []benchRow
-	for _, e := range engines {
-		var (
-			newModel func() (engineModel, error)
-			ceil     float64
-			note     string
-			err      error
-		)
-		cfg := cpu.DefaultConfig()
-		switch e {
-		case "cpu":
-			newModel = func() (engineModel, error) { return cpu.New(arch, cfg, 1) }
-			if ceil, err = sgemmGFLOPs(1024, *reps); err != nil {
-				return err
-			}
-			note = "gonum sgemm 1024³"
-		case "gpu":
-			var dev *shaders.Device
-			dev, err = gpu.Device()
-			if err != nil {
-				fmt.Fprintf(stdout, "gpu: skipped: %v\n", err)
-				continue
-			}
-			fmt.Fprintf(stdout, "gpu adapter: %s\n", dev.AdapterInfo())
-			if ceil, err = gpuMatmulGFLOPs(dev, 1024, *reps); err != nil {
-				return err
-			}
-			note = "linear.wgsl 1024³"
-			newModel = func() (engineModel, error) { return gpu.New(arch, cfg, 1) }
+	for _, ai := range archs {
+		ba := benchArchs[ai]
+		arch := ba.arch
+		flops := float64(shaders.UNetFLOPs(arch))
+		params := 0
+		_, shapes := shaders.ParamShapes(arch)
+		for _, sh := range shapes {
+			params += shapeSize(sh)
 		}
+		fmt.Fprintf(stdout, "U-Net %s: %s; %d parameters, %.1f MFLOP per image forward (a training step counts 3×)\n",
+			ba.name, ba.what, params, flops/1e6)
 		for _, b := range batches {
-			m, err := newModel()
-			if err != nil {
-				return err
+			var torchMS float64
+			if torchOK {
+				res, err := torchref.BenchStep(arch, b, *reps, threads)
+				if err != nil {
+					return fmt.Errorf("PyTorch reference on %s at batch %d: %w", ba.name, b, err)
+				}
+				torchMS = res.StepMS
 			}
-			fwd, step, err := timeModel(m, arch, b, *reps)
-			if c, ok := m.(interface{ Close() }); ok {
-				c.Close()
+			for _, e := range engines {
+				cfg := cpu.DefaultConfig()
+				var m engineModel
+				if e == "cpu" {
+					m, err = cpu.New(arch, cfg, 1)
+				} else {
+					m, err = gpu.New(arch, cfg, 1)
+				}
+				if err != nil {
+					return err
+				}
+				fwd, step, err := timeModel(m, arch, b, *reps)
+				if c, ok := m.(interface{ Close() }); ok {
+					c.Close()
+				}
+				if err != nil {
+					return err
+				}
+				row := benchRow{arch: ba.name, engine: e, batch: b, fwdMS: fwd * 1e3, stepMS: step * 1e3,
+					fwdGF: flops * float64(b) / fwd / 1e9, stepGF: 3 * flops * float64(b) / step / 1e9, torchMS: torchMS}
+				if e == "cpu" {
+					cf, cs, err := cpu.ConvLayerRate(arch, b, *reps)
+					if err != nil {
+						return err
+					}
+					row.convGF = cf / cs / 1e9
+				}
+				rows = append(rows, row)
 			}
-			if err != nil {
-				return err
-			}
-			rows = append(rows, benchRow{engine: e, batch: b, fwdMS: fwd * 1e3, stepMS: step * 1e3,
-				fwdGF: flops * float64(b) / fwd / 1e9, stepGF: 3 * flops * float64(b) / step / 1e9,
-				ceiling: ceil, ceilingComment: note})
 		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "engine\tbatch\tforward ms\tforward GFLOP/s\tstep ms\tstep GFLOP/s\tmatmul ceiling GFLOP/s\tstep / ceiling\t")
+	fmt.Fprintln(tw, "arch\tengine\tbatch\tforward ms\tforward GFLOP/s\tstep ms\tstep GFLOP/s\tstep / ceiling\tconv GFLOP/s\tconv / ceiling\tPyTorch step ms\tPyTorch / ours\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f (%s)\t%.0f%%\t\n", r.engine, r.batch, r.fwdMS, r.fwdGF,
-			r.stepMS, r.stepGF, r.ceiling, r.ceilingComment, 100*r.stepGF/r.ceiling)
+		ceil := cpuCeil
+		if r.engine == "gpu" {
+			ceil = gpuCeil
+		}
+		conv, convFrac, torch, ratio := "-", "-", "-", "-"
+		if r.convGF > 0 {
+			conv, convFrac = fmt.Sprintf("%.1f", r.convGF), fmt.Sprintf("%.0f%%", 100*r.convGF/ceil)
+		}
+		if r.torchMS > 0 {
+			torch, ratio = fmt.Sprintf("%.1f", r.torchMS), fmt.Sprintf("%.2f", r.torchMS/r.stepMS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f%%\t%s\t%s\t%s\t%s\t\n", r.arch, r.engine, r.batch,
+			r.fwdMS, r.fwdGF, r.stepMS, r.stepGF, 100*r.stepGF/ceil, conv, convFrac, torch, ratio)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "PyTorch / ours > 1: this engine's step is faster. conv: every conv layer's forward and both gradients alone (cpu.ConvLayerRate).")
+	return nil
+}
+
+func shapeSize(sh []int) int {
+	n := 1
+	for _, v := range sh {
+		n *= v
+	}
+	return n
 }
 
 // timeModel returns the median seconds of one forward (Eval) and one training step (Step) of m on
@@ -165,18 +247,18 @@ func timeModel(m engineModel, a weights.Arch, b, reps int) (fwd, step float64, e
 	return fwd, step, nil
 }
 
-// sgemmGFLOPs measures gonum's float32 matrix multiply (the BLAS gorgonia's matmuls and
-// convolutions call) on n×n matrices: the CPU engine's ceiling.
-func sgemmGFLOPs(n, reps int) (float64, error) {
-	mk := func() blas32.General {
-		g := blas32.General{Rows: n, Cols: n, Stride: n, Data: make([]float32, n*n)}
-		for i := range g.Data {
-			g.Data[i] = float32(i%13) * 0.01
-		}
-		return g
+// sgemmGFLOPs measures the CPU engine's matrix multiply (kern.Gemm: OpenBLAS, or the pure-Go
+// loops) on n×n matrices with OpenBLAS allowed the given number of threads: the machine's sgemm
+// rate, the CPU engine's ceiling. The engine itself calls Gemm single-threaded from one goroutine per
+// core, which reaches about the same total.
+func sgemmGFLOPs(n, reps, threads int) (float64, error) {
+	a, b, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], b[i] = float32(i%13)*0.01, float32(i%7)*0.01
 	}
-	a, b, c := mk(), mk(), mk()
-	return matmulRate(n, reps, func() error { blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, a, b, 0, c); return nil })
+	kern.SetThreads(threads)
+	defer kern.SetThreads(1)
+	return matmulRate(n, reps, func() error { kern.Gemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n); return nil })
 }
 
 // matmulRate returns the GFLOP/s of an n×n×n matrix multiply f at its median time over reps calls,

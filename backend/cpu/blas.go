@@ -1,8 +1,8 @@
 package cpu
 
 import (
-	G "gorgonia.org/gorgonia"
 	"gonum.org/v1/gonum/blas/blas32"
+	G "gorgonia.org/gorgonia"
 
 	"asbm/backend/cpu/kern"
 )
