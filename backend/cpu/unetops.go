@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 	"hash"
-	"math"
 	"runtime"
 	"sync"
 
@@ -652,36 +651,6 @@ func (op *gnSiLUOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return s.Clone(), nil
 }
 
-// groupStats returns the mean and 1/√(var + eps) of one group's values in one pass: float64 sums of
-// the values shifted by the first one (so a large mean costs no precision), four accumulators each to
-// keep the additions' latency chains short.
-func groupStats(seg []float32) (mean, rstd float64) {
-	x0 := float64(seg[0])
-	var s [4]float64
-	var q [4]float64
-	j := 0
-	for ; j+4 <= len(seg); j += 4 {
-		d0, d1, d2, d3 := float64(seg[j])-x0, float64(seg[j+1])-x0, float64(seg[j+2])-x0, float64(seg[j+3])-x0
-		s[0] += d0
-		s[1] += d1
-		s[2] += d2
-		s[3] += d3
-		q[0] += d0 * d0
-		q[1] += d1 * d1
-		q[2] += d2 * d2
-		q[3] += d3 * d3
-	}
-	for ; j < len(seg); j++ {
-		d := float64(seg[j]) - x0
-		s[0] += d
-		q[0] += d * d
-	}
-	m := float64(len(seg))
-	sd := (s[0] + s[1] + s[2] + s[3]) / m
-	v := max(0, (q[0]+q[1]+q[2]+q[3])/m-sd*sd)
-	return x0 + sd, 1 / math.Sqrt(v+shaders.GroupNormEps)
-}
-
 func (op *gnSiLUOp) Do(in ...G.Value) (G.Value, error) {
 	if err := checkInputs("groupnorm", in, 3); err != nil {
 		return nil, err
@@ -709,7 +678,7 @@ func (op *gnSiLUOp) Do(in ...G.Value) (G.Value, error) {
 	parallelItems(op.n*op.groups, cg*op.hw, func(_, u0, u1 int) {
 		for u := u0; u < u1; u++ { // u = image·groups + group: its channels are contiguous
 			lo, hi := u*cg*op.hw, (u+1)*cg*op.hw
-			mean, rstd := groupStats(x[lo:hi])
+			mean, rstd := kern.GroupStats(x[lo:hi], shaders.GroupNormEps)
 			if op.keep {
 				op.mean[u], op.rstd[u] = mean, rstd
 			}

@@ -11,8 +11,8 @@ import "math"
 //	backward: du = gy·s·(1 + u·(1 − s)),  dβ_c = Σ du,  dγ_c = Σ du·x̂,  dx̂ = γ·du,
 //	          dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))   (means over the whole group)
 //
-// On the cgo build they are C loops that the compiler vectorises (AVX2 + FMA when the CPU has them,
-// chosen at run time), else the Go loops below (GNSiLUGo, GNSiLUGradGo), which are also the reference
+// On the cgo build they are C loops that the compiler vectorises (AVX-512 or AVX2 + FMA when the CPU
+// has them, chosen at run time), else the Go loops below (GNSiLUGo, GNSiLUGradGo), which are also the reference
 // the C ones are tested against. The SiLU's exponential dominated the pure-Go loops: math.Exp runs in
 // float64 and, with its conversions, took about 17 ns a value; a vector polynomial takes under 1.
 
@@ -37,6 +37,46 @@ func GNSiLUGrad(x, sig, gy, dx, gamma, beta []float32, hw int, mean, rstd float3
 		return
 	}
 	GNSiLUGradGo(x, sig, gy, dx, gamma, beta, hw, mean, rstd, dgamma, dbeta)
+}
+
+// GroupStats returns the mean and 1/√(var + eps) (biased variance) of one group's values, accumulated
+// in float64 in one pass over the values shifted by the first one, so a large mean costs no
+// precision. v must not be empty.
+func GroupStats(v []float32, eps float64) (mean, rstd float64) {
+	if len(v) == 0 {
+		panic("kern: GroupStats of no values")
+	}
+	if useC() {
+		return groupStatsC(v, eps)
+	}
+	return GroupStatsGo(v, eps)
+}
+
+// GroupStatsGo is GroupStats in Go, four accumulators each to keep the additions' latency chains short.
+func GroupStatsGo(v []float32, eps float64) (mean, rstd float64) {
+	x0 := float64(v[0])
+	var s, q [4]float64
+	j := 0
+	for ; j+4 <= len(v); j += 4 {
+		d0, d1, d2, d3 := float64(v[j])-x0, float64(v[j+1])-x0, float64(v[j+2])-x0, float64(v[j+3])-x0
+		s[0] += d0
+		s[1] += d1
+		s[2] += d2
+		s[3] += d3
+		q[0] += d0 * d0
+		q[1] += d1 * d1
+		q[2] += d2 * d2
+		q[3] += d3 * d3
+	}
+	for ; j < len(v); j++ {
+		d := float64(v[j]) - x0
+		s[0] += d
+		q[0] += d * d
+	}
+	m := float64(len(v))
+	sd := (s[0] + s[1] + s[2] + s[3]) / m
+	vr := max(0, (q[0]+q[1]+q[2]+q[3])/m-sd*sd)
+	return x0 + sd, 1 / math.Sqrt(vr+eps)
 }
 
 func checkGN(x, y, sig, gamma, beta []float32, hw int) {

@@ -7,6 +7,7 @@ package kern
 #pragma GCC optimize ("no-trapping-math", "no-math-errno")
 #include <string.h>
 #include <math.h>
+#cgo LDFLAGS: -lm
 
 // The loops of gn.go in C, written so that GCC vectorises them: no calls and no branches in the
 // element loops (clamps are selects, not the libm calls fminf/fmaxf; no-trapping-math lets GCC turn float
@@ -99,30 +100,67 @@ ATTR static void gn_bwd_##SUFFIX(const float *x, const float *sig, const float *
 	} \
 }
 
+GN_BODIES(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,fma"))), __builtin_floorf)
 GN_BODIES(avx2, __attribute__((target("avx2,fma"))), __builtin_floorf)
 GN_BODIES(base, , floor_base)
 
-static int gn_level = -1; // 1: AVX2 + FMA, 0: baseline
+// stats: the mean and 1/sqrt(var + eps) of n values in one pass, in double, shifted by the first
+// value (so a large mean costs no precision), over eight lanes.
+#define STATS_BODY(SUFFIX, ATTR) \
+ATTR static void stats_##SUFFIX(const float *v, int n, double eps, double *mean, double *rstd) { \
+	const double x0 = v[0]; \
+	double s[8] = {0}, q[8] = {0}; \
+	int j = 0; \
+	for (; j + 8 <= n; j += 8) \
+		for (int l = 0; l < 8; l++) { double d = (double)v[j + l] - x0; s[l] += d; q[l] += d * d; } \
+	for (; j < n; j++) { double d = (double)v[j] - x0; s[0] += d; q[0] += d * d; } \
+	double ss = 0, qq = 0; \
+	for (int l = 0; l < 8; l++) { ss += s[l]; qq += q[l]; } \
+	const double sd = ss / n; \
+	double var = qq / n - sd * sd; \
+	if (var < 0) var = 0; \
+	*mean = x0 + sd; \
+	*rstd = 1.0 / sqrt(var + eps); \
+}
+
+STATS_BODY(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,fma"))))
+STATS_BODY(avx2, __attribute__((target("avx2,fma"))))
+STATS_BODY(base, )
+
+// gn_level: 2 AVX-512, 1 AVX2 + FMA, 0 baseline; -1 until the first call looks. The AVX-512 bodies
+// process 16 floats a vector and ran the forward loop about twice as fast as AVX2 where the CPU has it.
+static int gn_level = -1;
 
 static void gn_pick(void) {
 	if (gn_level < 0) {
 		__builtin_cpu_init();
-		gn_level = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		gn_level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+			__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") ? 2 :
+			__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 	}
 }
 
 static void gn_fwd(const float *x, float *y, float *sig, const float *gamma, const float *beta,
 	int cg, int hw, float mean, float rstd) {
 	gn_pick();
-	if (gn_level) gn_fwd_avx2(x, y, sig, gamma, beta, cg, hw, mean, rstd);
+	if (gn_level == 2) gn_fwd_avx512(x, y, sig, gamma, beta, cg, hw, mean, rstd);
+	else if (gn_level == 1) gn_fwd_avx2(x, y, sig, gamma, beta, cg, hw, mean, rstd);
 	else gn_fwd_base(x, y, sig, gamma, beta, cg, hw, mean, rstd);
 }
 
 static void gn_bwd(const float *x, const float *sig, const float *gy, float *dx, const float *gamma,
 	const float *beta, int cg, int hw, float mean, float rstd, float *dgamma, float *dbeta) {
 	gn_pick();
-	if (gn_level) gn_bwd_avx2(x, sig, gy, dx, gamma, beta, cg, hw, mean, rstd, dgamma, dbeta);
+	if (gn_level == 2) gn_bwd_avx512(x, sig, gy, dx, gamma, beta, cg, hw, mean, rstd, dgamma, dbeta);
+	else if (gn_level == 1) gn_bwd_avx2(x, sig, gy, dx, gamma, beta, cg, hw, mean, rstd, dgamma, dbeta);
 	else gn_bwd_base(x, sig, gy, dx, gamma, beta, cg, hw, mean, rstd, dgamma, dbeta);
+}
+
+static void gn_stats(const float *v, int n, double eps, double *mean, double *rstd) {
+	gn_pick();
+	if (gn_level == 2) stats_avx512(v, n, eps, mean, rstd);
+	else if (gn_level == 1) stats_avx2(v, n, eps, mean, rstd);
+	else stats_base(v, n, eps, mean, rstd);
 }
 */
 import "C"
@@ -138,6 +176,12 @@ func fp(s []float32) *C.float {
 
 func gnSiLUC(x, y, sig, gamma, beta []float32, hw int, mean, rstd float32) {
 	C.gn_fwd(fp(x), fp(y), fp(sig), fp(gamma), fp(beta), C.int(len(gamma)), C.int(hw), C.float(mean), C.float(rstd))
+}
+
+func groupStatsC(v []float32, eps float64) (mean, rstd float64) {
+	var m, r C.double
+	C.gn_stats(fp(v), C.int(len(v)), C.double(eps), &m, &r)
+	return float64(m), float64(r)
 }
 
 func gnSiLUGradC(x, sig, gy, dx, gamma, beta []float32, hw int, mean, rstd float32, dgamma, dbeta []float32) {

@@ -17,3 +17,5 @@ func col2imC(cols, dx []float32, ld, cin, h, w, k, y0, y1 int) {
 }
 
 func sum64C(v []float32) float64 { return Sum64Go(v) }
+
+func groupStatsC(v []float32, eps float64) (mean, rstd float64) { return GroupStatsGo(v, eps) }

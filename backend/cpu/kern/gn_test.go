@@ -204,3 +204,30 @@ func TestSum64(t *testing.T) {
 		t.Errorf("Sum64(nil) != 0")
 	}
 }
+
+// TestGroupStats compares GroupStats (C on a cgo build) and GroupStatsGo with two-pass float64
+// statistics, on values with a large mean (where a one-pass sum of squares would lose precision).
+func TestGroupStats(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, n := range []int{1, 5, 64, 1000, 4096} {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(100 + 0.5*r.NormFloat64())
+		}
+		var s, q float64
+		for _, x := range v {
+			s += float64(x)
+		}
+		mean := s / float64(n)
+		for _, x := range v {
+			q += (float64(x) - mean) * (float64(x) - mean)
+		}
+		rstd := 1 / math.Sqrt(q/float64(n)+1e-5)
+		for name, f := range map[string]func([]float32, float64) (float64, float64){"GroupStats": GroupStats, "GroupStatsGo": GroupStatsGo} {
+			m, rs := f(v, 1e-5)
+			if math.Abs(m-mean) > 1e-12*math.Abs(mean) || math.Abs(rs-rstd) > 1e-9*rstd {
+				t.Errorf("%s of %d values: (%v, %v), want (%v, %v)", name, n, m, rs, mean, rstd)
+			}
+		}
+	}
+}

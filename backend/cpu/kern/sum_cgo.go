@@ -17,6 +17,7 @@ ATTR static double sum_##SUFFIX(const float *v, int n) { \
 	return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); \
 }
 
+SUM_BODY(avx512, __attribute__((target("avx512f,avx512vl"))))
 SUM_BODY(avx2, __attribute__((target("avx2"))))
 SUM_BODY(base, )
 
@@ -25,8 +26,10 @@ static int sum_level = -1;
 static double asbm_sum64(const float *v, int n) {
 	if (sum_level < 0) {
 		__builtin_cpu_init();
-		sum_level = __builtin_cpu_supports("avx2");
+		sum_level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") ? 2 :
+			__builtin_cpu_supports("avx2") ? 1 : 0;
 	}
+	if (sum_level == 2) return sum_avx512(v, n);
 	return sum_level ? sum_avx2(v, n) : sum_base(v, n);
 }
 */
