@@ -10,8 +10,10 @@
 # The test verb is written for a fresh Debian machine run as root: it installs chromium (whose
 # SwiftShader gives headless WebGPU), mesa-vulkan-drivers + libvulkan1 (lavapipe, for the native
 # WebGPU tests), dataset-fashion-mnist and fonts-noto-color-emoji (the image data sets' loaders are
-# tested on the real files), Node.js if absent, and playwright-core from site/package-lock.json. It never
-# downloads a browser of its own.
+# tested on the real files), libopenblas-dev (the CPU engine's fast matrix multiply, loaded at run
+# time), python3-torch, python3-numpy and python3-msgpack (the PyTorch reference of the U-Net),
+# Node.js if absent, and playwright-core from site/package-lock.json. It never downloads a browser of
+# its own.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -64,7 +66,8 @@ node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo
 setup() {
 	section "setup: system packages"
 	local missing=()
-	for p in chromium mesa-vulkan-drivers libvulkan1 gzip dataset-fashion-mnist fonts-noto-color-emoji; do
+	for p in chromium mesa-vulkan-drivers libvulkan1 gzip dataset-fashion-mnist fonts-noto-color-emoji \
+		libopenblas-dev python3-torch python3-numpy python3-msgpack; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 	done
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -75,7 +78,7 @@ setup() {
 		as_root apt-get update
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 	else
-		echo "present: chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist fonts-noto-color-emoji node $(node --version)"
+		echo "present: chromium mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist fonts-noto-color-emoji libopenblas-dev python3-torch node $(node --version)"
 	fi
 	[ "$(node_major)" -ge 20 ] || die "Node.js $(node --version 2>/dev/null) is too old: playwright-core needs Node ≥ 20"
 	[ -x /usr/bin/chromium ] || die "/usr/bin/chromium is missing after the install"
@@ -104,13 +107,18 @@ test_all() {
 	section "check: go vet (native)"
 	go vet ./...
 
+	section "test: the CPU kernels without cgo (the pure-Go fallback builds and passes alone)"
+	CGO_ENABLED=0 go vet ./backend/cpu/kern
+	CGO_ENABLED=0 go test -count=1 ./backend/cpu/kern
+
 	section "check: go vet (GOOS=js GOARCH=wasm)"
 	GOOS=js GOARCH=wasm go vet ./wasm ./shaders
 
-	section "test: go test ./... (WebGPU tests must find an adapter: ASBM_REQUIRE_GPU=1)"
+	section "test: go test ./... (WebGPU, OpenBLAS and PyTorch must be found: ASBM_REQUIRE_GPU, _OPENBLAS, _TORCH)"
 	local xdg
 	xdg=$(mktemp -d)
-	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 XDG_RUNTIME_DIR="$xdg" go test -count=1 ./...
+	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 ASBM_REQUIRE_OPENBLAS=1 ASBM_REQUIRE_TORCH=1 XDG_RUNTIME_DIR="$xdg" \
+		go test -count=1 ./...
 
 	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js)"
 	GOOS=js GOARCH=wasm go test -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm

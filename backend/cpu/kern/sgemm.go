@@ -23,7 +23,6 @@ import (
 	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
@@ -165,20 +164,22 @@ func GemmGo(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []f
 		}
 		return a[i*lda+p]
 	}
+	// gonum's own kernels, not the blas32 globals: those may be pointed at this package.
+	impl := gonum.Implementation{}
 	for p0 := 0; p0 < k; p0 += kBlock {
 		p1 := min(k, p0+kBlock)
 		for i := 0; i < m; i++ {
-			cr := blas32.Vector{N: n, Inc: 1, Data: c[i*ldc : i*ldc+n]}
+			cr := c[i*ldc : i*ldc+n]
 			if tB { // C[i, j] += alpha·Σ_p A[i, p]·B[j, p]
-				ar := blas32.Vector{N: p1 - p0, Inc: 1, Data: a[i*lda+p0 : i*lda+p1]}
+				ar := a[i*lda+p0 : i*lda+p1]
 				for j := 0; j < n; j++ {
-					cr.Data[j] += alpha * blas32.Dot(ar, blas32.Vector{N: p1 - p0, Inc: 1, Data: b[j*ldb+p0 : j*ldb+p1]})
+					cr[j] += alpha * impl.Sdot(p1-p0, ar, 1, b[j*ldb+p0:j*ldb+p1], 1)
 				}
 				continue
 			}
 			for p := p0; p < p1; p++ { // C[i, :] += alpha·op(A)[i, p]·B[p, :]
 				if v := at(i, p); v != 0 {
-					blas32.Axpy(alpha*v, blas32.Vector{N: n, Inc: 1, Data: b[p*ldb : p*ldb+n]}, cr)
+					impl.Saxpy(n, alpha*v, b[p*ldb:p*ldb+n], 1, cr, 1)
 				}
 			}
 		}

@@ -157,8 +157,9 @@ func TestImplementation(t *testing.T) {
 	const m, n, k = 9, 11, 13
 	a, b := randSlice(r, m*k), randSlice(r, k*n)
 	c := make([]float32, m*n)
+	was := blas32.Implementation()
 	blas32.Use(Implementation{})
-	defer blas32.Use(nil)
+	defer blas32.Use(was)
 	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, blas32.General{Rows: m, Cols: k, Stride: k, Data: a},
 		blas32.General{Rows: k, Cols: n, Stride: n, Data: b}, 0, blas32.General{Rows: m, Cols: n, Stride: n, Data: c})
 	want := refGemm(false, false, m, n, k, 1, a, k, b, n, 0, make([]float32, m*n), n)
