@@ -51,7 +51,8 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	archList := fs.String("arch", "small,mnist,large", "comma-separated U-Nets to time: "+strings.Join(names, ", "))
 	batchList := fs.String("batches", "16,64", "comma-separated batch sizes")
-	reps := fs.Int("reps", 3, "timed repetitions per measurement (the median is reported; one untimed warm-up precedes them)")
+	reps := fs.Int("reps", 5, "timed repetitions per measurement (the median is reported)")
+	warmup := fs.Int("warmup", 2, "untimed calls before each measurement (PyTorch's first calls at a shape are slow)")
 	devices := fs.String("device", "cpu", "engines to time: cpu (gorgonia + OpenBLAS), gpu (WGSL on native WebGPU), or cpu,gpu")
 	torchMode := fs.String("torch", "auto", "time PyTorch's training step on the same arch and batch: auto (when python3-torch is installed), on (fail without it), off")
 	if err := parseFlags(fs, args); err != nil {
@@ -80,6 +81,9 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	if *reps < 1 || *reps > 1000 {
 		return usagef("--reps must be in [1, 1000], got %d", *reps)
+	}
+	if *warmup < 0 || *warmup > 100 {
+		return usagef("--warmup must be in [0, 100], got %d", *warmup)
 	}
 	engines := strings.Split(*devices, ",")
 	for _, e := range engines {
@@ -143,7 +147,7 @@ func runBench(args []string, stdout io.Writer) error {
 		for _, b := range batches {
 			var torchMS float64
 			if torchOK {
-				res, err := torchref.BenchStep(arch, b, *reps, threads)
+				res, err := torchref.BenchStep(arch, b, *warmup, *reps, threads)
 				if err != nil {
 					return fmt.Errorf("PyTorch reference on %s at batch %d: %w", ba.name, b, err)
 				}
@@ -160,7 +164,7 @@ func runBench(args []string, stdout io.Writer) error {
 				if err != nil {
 					return err
 				}
-				fwd, step, err := timeModel(m, arch, b, *reps)
+				fwd, step, err := timeModel(m, arch, b, *warmup, *reps)
 				if c, ok := m.(interface{ Close() }); ok {
 					c.Close()
 				}
@@ -213,8 +217,8 @@ func shapeSize(sh []int) int {
 }
 
 // timeModel returns the median seconds of one forward (Eval) and one training step (Step) of m on
-// a batch of b random images, after one untimed call of each.
-func timeModel(m engineModel, a weights.Arch, b, reps int) (fwd, step float64, err error) {
+// a batch of b random images, after warmup untimed calls of each (the first builds the graph).
+func timeModel(m engineModel, a weights.Arch, b, warmup, reps int) (fwd, step float64, err error) {
 	r := rand.New(rand.NewPCG(1, 2))
 	t := make([]float32, b)
 	x := make([]float32, b*a.Dim)
@@ -227,7 +231,9 @@ func timeModel(m engineModel, a weights.Arch, b, reps int) (fwd, step float64, e
 	}
 	out := make([]float32, len(x))
 	med := func(f func()) float64 {
-		f()
+		for range max(1, warmup) {
+			f()
+		}
 		var ts []float64
 		for i := 0; i < reps; i++ {
 			s := time.Now()

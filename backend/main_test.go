@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -428,4 +429,26 @@ func TestTrainAndSampleImages(t *testing.T) {
 		}
 	}
 	// backend eval on image models is tested in evalimg_test.go.
+}
+
+// TestBench runs `backend bench` on the small U-Net at a tiny batch (PyTorch off, so the test does
+// not depend on it) and checks the table and the ceiling line; bad flags are usage errors.
+func TestBench(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "bench", "--arch", "small", "--batches", "2", "--reps", "1", "--warmup", "1", "--torch", "off")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"CPU matrix multiply:", "sgemm 1024³", "U-Net small:", "conv GFLOP/s", "PyTorch / ours"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\s+small\s+cpu\s+2\s+[0-9.]+`).MatchString(stdout) {
+		t.Errorf("bench output has no row for small/cpu/2:\n%s", stdout)
+	}
+	for _, args := range [][]string{{"--arch", "huge"}, {"--batches", "0"}, {"--torch", "maybe"}, {"--device", "tpu"}, {"--warmup", "-1"}} {
+		if code, _, stderr := runCLI(t, append([]string{"bench"}, args...)...); code != 2 || stderr == "" {
+			t.Errorf("bench %v: exit %d (%q), want a usage error", args, code, stderr)
+		}
+	}
 }
