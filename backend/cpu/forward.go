@@ -8,7 +8,7 @@ import (
 )
 
 // plainForward evaluates the network in plain Go on a batch whose input rows ([x, time features])
-// are already in x: per layer out = h·W + b with gonum's sgemm (the same routine gorgonia calls),
+// are already in x: per layer out = h·W + b with blas32's sgemm (kern.Gemm, as gorgonia's; blas.go),
 // then SiLU in place. buf is scratch reused between calls.
 func (c *Net) plainForward(ps [][]float32, x []float32, n int, buf *[2][]float32, out []float32) {
 	a := c.arch

@@ -1,7 +1,9 @@
 // Package cpu is the CPU reference engine: the networks of package shaders — the toy MLP of asbm.md
 // §6.1 (shaders/mlp.go) and the image U-Net (shaders/unet.go, built here in unet.go and unetops.go)
-// — trained with gorgonia autodiff and AdamW. It implements asbm.Model, so the ASBM math can drive it
-// or the GPU engine interchangeably, and it is the truth the GPU kernels are checked against.
+// — trained with gorgonia autodiff and AdamW. Its matrix products run on OpenBLAS when it loads, and
+// its hot element-wise loops are vectorised C, each with a pure-Go fallback (package kern, blas.go).
+// It implements asbm.Model, so the ASBM math can drive it or the GPU engine interchangeably, and it
+// is the truth the GPU kernels are checked against.
 package cpu
 
 import (
@@ -175,7 +177,7 @@ type emaNet struct{ c *Net }
 func (e emaNet) Dim() int { return e.c.arch.Dim }
 
 // Eval evaluates the EMA parameters with the plain-Go batched forward (forward.go) rather than a
-// gorgonia graph bound to the EMA slices. Both run the same gonum sgemm and SiLU pass and measured
+// gorgonia graph bound to the EMA slices. Both run the same sgemm and SiLU pass and measured
 // the same CPU time per 4096-row batch (≈43–44 ms of CPU, BenchmarkEMAEval vs
 // BenchmarkEMAEvalGorgonia); the plain one allocates 94 KB instead of 6.5 MB per call and keeps no
 // second set of compiled graphs, so it is the one used.

@@ -16,7 +16,7 @@ import (
 // in Go and fed as an [n, 2F] input.
 //
 // Two sets of ops build the same function. The default uses the fused ops of unetops.go (an NCHW
-// im2col convolution on gonum's SSE axpy and dot kernels, group norm + SiLU in one pass each way,
+// im2col convolution on tiles and OpenBLAS's sgemm (kern.Gemm), group norm + SiLU in one pass each way,
 // ...). With stockOps the graph uses gorgonia's own ops only (G.Conv2d, group norm and average
 // pooling from means and broadcasts, Concat, Upsample2D); the tests use it to cross-check the fused
 // ops' gradients and the benchmarks to measure what the fused ops save.
