@@ -43,34 +43,6 @@ func TestExp32(t *testing.T) {
 	}
 }
 
-func BenchmarkSigmoid32(b *testing.B) {
-	x := make([]float32, 4096)
-	for i := range x {
-		x[i] = float32(i)/512 - 4
-	}
-	var s float32
-	for b.Loop() {
-		for _, v := range x {
-			s += Sigmoid32(v)
-		}
-	}
-	_ = s
-}
-
-func BenchmarkSigmoid64(b *testing.B) {
-	x := make([]float32, 4096)
-	for i := range x {
-		x[i] = float32(i)/512 - 4
-	}
-	var s float32
-	for b.Loop() {
-		for _, v := range x {
-			s += float32(1 / (1 + math.Exp(-float64(v))))
-		}
-	}
-	_ = s
-}
-
 // gnCase is one group of random data: cg channels of hw values with a non-zero mean (so the
 // statistics matter), γ, β, and the group's float64 statistics.
 type gnCase struct {
