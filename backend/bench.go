@@ -101,7 +101,11 @@ func runBench(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "CPU matrix multiply: %s; sgemm 1024³ on %d threads: %.1f GFLOP/s (the CPU ceiling below)\n", kern.Name(), threads, cpuCeil)
+	on := fmt.Sprintf("on %d threads", threads)
+	if !kern.Fast() {
+		on = "on one goroutine"
+	}
+	fmt.Fprintf(stdout, "CPU matrix multiply: %s; sgemm 1024³ %s: %.1f GFLOP/s (the CPU ceiling below)\n", kern.Name(), on, cpuCeil)
 	if h := kern.Hint(); h != "" {
 		fmt.Fprintln(stdout, h)
 	}
