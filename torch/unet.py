@@ -1,12 +1,15 @@
 """The project's U-Net (shaders/unet.go) in PyTorch, built from a weights file's arch.
 
-Parameter names, shapes and the order of every operation follow shaders/unet.go exactly, so a
-state dict taken from a weights file (`load_weights`) loads by name and gives the Go engines'
-outputs to float32 rounding. Layout: NCHW float32. Linear weights are stored [in, out] as in Go
-(y = x·W + b), so the linear layers here are plain parameters used with a matmul, not nn.Linear.
+The module tree mirrors Go's parameter names, so `state_dict()` keys are exactly the names of
+shaders.ParamShapes ("in.w", "temb.l1.w", "down0.0.gn1.g", …, "out.b"), in its order except at the
+end (PyTorch lists out.w, out.b before the child out.gn's parameters): a state dict taken from a
+weights file loads by name with no mapping table to keep in step with Go.
+Every operation follows shaders/unet.go's forwardUNet in order (see the comment at the top of that
+file). Layout NCHW, float32. Linear weights are [in, out] as in Go (y = x·W + b), so the linear
+layers are a matmul on a stored [in, out] parameter rather than nn.Linear (which stores [out, in]).
 
-Used by unetref.py (the forward check and the training-step benchmark of `backend bench`) and
-meant to be shared by a PyTorch trainer.
+Used by unetref.py (the forward check and the training-step benchmark of `backend bench`); meant to
+be shared by a PyTorch trainer.
 """
 
 import math
@@ -19,151 +22,236 @@ from torch import nn
 
 GROUP_NORM_EPS = 1e-5  # shaders.GroupNormEps
 
+# The arch keys of weights/codec.go's encodeArch that a U-Net needs ("dim", "hidden" and "layers"
+# are written too; dim is checked, the MLP fields are ignored).
+ARCH_KEYS = ("channels", "height", "width", "base", "res_blocks", "groups", "time_emb", "fourier")
+
+
+def _uniform_(p, fan_in):
+    # PyTorch's default conv/linear initialisation, as shaders.NewNet draws it.
+    bound = 1 / math.sqrt(fan_in)
+    nn.init.uniform_(p, -bound, bound)
+
+
+class Conv(nn.Module):
+    """k×k convolution, stride 1, zero padding k//2, with bias: parameters w [cout, cin, k, k], b [cout]."""
+
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(cout, cin, k, k))
+        self.b = nn.Parameter(torch.empty(cout))
+        _uniform_(self.w, cin * k * k)
+        _uniform_(self.b, cin * k * k)
+
+    def forward(self, x):
+        return F.conv2d(x, self.w, self.b, padding=self.w.shape[-1] // 2)
+
+
+class Linear(nn.Module):
+    """y = x·w + b with w [in, out] (Go's layout, not nn.Linear's [out, in])."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(cin, cout))
+        self.b = nn.Parameter(torch.empty(cout))
+        _uniform_(self.w, cin)
+        _uniform_(self.b, cin)
+
+    def forward(self, x):
+        return torch.addmm(self.b, x, self.w)
+
+
+class GroupNorm(nn.Module):
+    """Group norm with per-channel affine g (γ, init 1), b (β, init 0) and eps shaders.GroupNormEps."""
+
+    def __init__(self, groups, c):
+        super().__init__()
+        self.groups = groups
+        self.g = nn.Parameter(torch.ones(c))
+        self.b = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        return F.group_norm(x, self.groups, self.g, self.b, GROUP_NORM_EPS)
+
+
+class TimeEmbedding(nn.Module):
+    """e = SiLU(SiLU(feat(t)·l1.w + l1.b)·l2.w + l2.b), feat the 2·F Fourier features of shaders.TimeFeatures."""
+
+    def __init__(self, fourier, width):
+        super().__init__()
+        # shaders.TimeFreq(k) = π(k+1). Not persistent: it is derived from the arch, and keeping it
+        # out of the state dict keeps the state dict exactly Go's parameter list.
+        self.register_buffer("freqs", torch.tensor([math.pi * (k + 1) for k in range(fourier)], dtype=torch.float64),
+                             persistent=False)
+        self.l1 = Linear(2 * fourier, width)
+        self.l2 = Linear(width, width)
+
+    def features(self, t):
+        """[sin(π(k+1)t) for k < F | cos(π(k+1)t) for k < F], in float64 then rounded to float32,
+        as shaders.TimeFeatures (float64(t)·TimeFreq(k), math.Sin/Cos, float32)."""
+        w = t.to(torch.float64)[:, None] * self.freqs[None, :]
+        return torch.cat([torch.sin(w), torch.cos(w)], dim=1).to(torch.float32)
+
+    def forward(self, t):
+        return F.silu(self.l2(F.silu(self.l1(self.features(t)))))
+
 
 class ResBlock(nn.Module):
-    """GN → SiLU → conv3×3 (+ time bias) → GN → SiLU → conv3×3, plus a 1×1 skip when channels change."""
+    """r = conv1(SiLU(gn1(x))) + temb(e) over H×W; r = conv2(SiLU(gn2(r))); y = skip(x) + r, skip the
+    1×1 conv when the channel count changes, else the identity (shaders resBlockCPU)."""
 
     def __init__(self, cin, cout, temb, groups):
         super().__init__()
-        self.groups = groups
-        self.gn1 = nn.GroupNorm(groups, cin, eps=GROUP_NORM_EPS)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.temb_w = nn.Parameter(torch.empty(temb, cout))
-        self.temb_b = nn.Parameter(torch.empty(cout))
-        self.gn2 = nn.GroupNorm(groups, cout, eps=GROUP_NORM_EPS)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
-        bound = 1 / math.sqrt(temb)
-        nn.init.uniform_(self.temb_w, -bound, bound)
-        nn.init.uniform_(self.temb_b, -bound, bound)
+        self.gn1 = GroupNorm(groups, cin)
+        self.conv1 = Conv(cin, cout, 3)
+        self.temb = Linear(temb, cout)
+        self.gn2 = GroupNorm(groups, cout)
+        self.conv2 = Conv(cout, cout, 3)
+        self.skip = Conv(cin, cout, 1) if cin != cout else None
 
     def forward(self, x, e):
         r = self.conv1(F.silu(self.gn1(x)))
-        r = r + (e @ self.temb_w + self.temb_b)[:, :, None, None]
+        r = r + self.temb(e)[:, :, None, None]
         r = self.conv2(F.silu(self.gn2(r)))
         return (x if self.skip is None else self.skip(x)) + r
 
 
+class Out(nn.Module):
+    """y = conv3×3(SiLU(gn(h)); w, b), zero at init so the network starts identically zero (asbm.md §2.1)."""
+
+    def __init__(self, cin, cout, groups):
+        super().__init__()
+        self.gn = GroupNorm(groups, cin)
+        self.w = nn.Parameter(torch.zeros(cout, cin, 3, 3))
+        self.b = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, h):
+        return F.conv2d(F.silu(self.gn(h)), self.w, self.b, padding=1)
+
+
+def check_arch(arch):
+    """Raises ValueError unless arch (a dict with the weights file's arch keys) is a U-Net
+    shaders.CheckArch accepts; returns it with mults as a list."""
+    if not isinstance(arch, dict):
+        raise ValueError(f"arch must be a map of the weights file's arch keys, got {arch!r}")
+    if arch.get("kind") != "unet":
+        raise ValueError(f"arch kind {arch.get('kind')!r} is not a U-Net (\"unet\")")
+
+    def bad(why):
+        return ValueError(f"unet arch: {why}; got {arch}")
+
+    for key in ARCH_KEYS:
+        v = arch.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise bad(f"{key!r} must be an integer ≥ 1")
+    mults = arch.get("mults")
+    if not isinstance(mults, (list, tuple)) or not mults or \
+            any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in mults):
+        raise bad("'mults' must be a non-empty list of integers ≥ 1")
+    c, h, w = arch["channels"], arch["height"], arch["width"]
+    if "dim" in arch and arch["dim"] != c * h * w:
+        raise bad(f"dim must be channels·height·width = {c * h * w}")
+    for m in mults:
+        if (arch["base"] * m) % arch["groups"]:
+            raise bad("every level's channels base·mult must be divisible by groups")
+    f = 1 << (len(mults) - 1)
+    if h % f or w % f:
+        raise bad(f"height and width must be divisible by 2^(levels−1) = {f}")
+    return dict(arch, mults=list(mults))
+
+
 class UNet(nn.Module):
-    """shaders/unet.go's U-Net for one arch (a dict with the weights file's arch keys)."""
+    """shaders/unet.go's U-Net for one arch. Submodules are registered in the order of Go's
+    parameter list (in, temb, down levels, mid, up levels from the deepest, out), so the state
+    dict's keys are shaders.ParamShapes' names, in its order but for out (see the module doc)."""
 
     def __init__(self, arch):
         super().__init__()
-        if arch.get("kind") != "unet":
-            raise ValueError(f"arch kind {arch.get('kind')!r} is not a U-Net")
-        for key in ("channels", "height", "width", "base", "mults", "res_blocks", "groups", "time_emb", "fourier"):
-            if not arch.get(key):
-                raise ValueError(f"arch has no {key!r}: {arch}")
-        self.arch = dict(arch)
-        c_in, base, mults = arch["channels"], arch["base"], list(arch["mults"])
-        nb, groups, T, nf = arch["res_blocks"], arch["groups"], arch["time_emb"], arch["fourier"]
-        self.nf = nf
-        self.register_buffer("freqs", torch.tensor([math.pi * (k + 1) for k in range(nf)], dtype=torch.float64))
-        self.l1_w = nn.Parameter(torch.empty(2 * nf, T))
-        self.l1_b = nn.Parameter(torch.empty(T))
-        self.l2_w = nn.Parameter(torch.empty(T, T))
-        self.l2_b = nn.Parameter(torch.empty(T))
-        for w, b, fan in ((self.l1_w, self.l1_b, 2 * nf), (self.l2_w, self.l2_b, T)):
-            nn.init.uniform_(w, -1 / math.sqrt(fan), 1 / math.sqrt(fan))
-            nn.init.uniform_(b, -1 / math.sqrt(fan), 1 / math.sqrt(fan))
-        self.conv_in = nn.Conv2d(c_in, base * mults[0], 3, padding=1)
-        # The walk of shaders.UNetOps: blocks per level down, a push per level, a pool between levels,
-        # the mid block, then per level up: concat with that level's skip, blocks, an upsample.
+        arch = check_arch(arch)
+        self.arch = arch
+        C, base, mults = arch["channels"], arch["base"], arch["mults"]
+        nb, groups, T = arch["res_blocks"], arch["groups"], arch["time_emb"]
+        L = len(mults)
         c = base * mults[0]
-        self.down = nn.ModuleList()
+        self.add_module("in", Conv(C, c, 3))  # "in" is a Python keyword: registered by name
+        self.temb = TimeEmbedding(arch["fourier"], T)
         skips = []
-        for m in mults:
-            level = nn.ModuleList()
-            for _ in range(nb):
-                level.append(ResBlock(c, base * m, T, groups))
-                c = base * m
-            self.down.append(level)
-            skips.append(c)
-        self.mid = ResBlock(c, c, T, groups)
-        self.up = nn.ModuleList()
-        for l in reversed(range(len(mults))):
-            c += skips[l]
+        for l in range(L):
             level = nn.ModuleList()
             for _ in range(nb):
                 level.append(ResBlock(c, base * mults[l], T, groups))
                 c = base * mults[l]
-            self.up.append(level)
-        self.out_gn = nn.GroupNorm(groups, c, eps=GROUP_NORM_EPS)
-        self.out = nn.Conv2d(c, c_in, 3, padding=1)
-        nn.init.zeros_(self.out.weight)  # the network starts identically zero (asbm.md §2.1)
-        nn.init.zeros_(self.out.bias)
-
-    def time_features(self, t):
-        """[sin(π(k+1)t) | cos(π(k+1)t)] for k < F, computed in float64 and rounded (shaders.TimeFeatures)."""
-        w = t.to(torch.float64)[:, None] * self.freqs[None, :]
-        return torch.cat([torch.sin(w), torch.cos(w)], dim=1).to(torch.float32)
+            self.add_module(f"down{l}", level)
+            skips.append(c)
+        self.mid = ResBlock(c, c, T, groups)
+        for l in reversed(range(L)):
+            c += skips[l]  # concat(h, skip_l) on channels
+            level = nn.ModuleList()
+            for _ in range(nb):
+                level.append(ResBlock(c, base * mults[l], T, groups))
+                c = base * mults[l]
+            self.add_module(f"up{l}", level)
+        self.out = Out(c, C, groups)
 
     def forward(self, t, x):
-        e = F.silu(self.time_features(t) @ self.l1_w + self.l1_b)
-        e = F.silu(e @ self.l2_w + self.l2_b)
-        h = self.conv_in(x)
+        """f(t, x) for times t [n] and images x [n, C, H, W]."""
+        L = len(self.arch["mults"])
+        e = self.temb(t)
+        h = getattr(self, "in")(x)
         skips = []
-        for l, level in enumerate(self.down):
-            for block in level:
+        for l in range(L):
+            for block in getattr(self, f"down{l}"):
                 h = block(h, e)
             skips.append(h)
-            if l < len(self.down) - 1:
+            if l < L - 1:
                 h = F.avg_pool2d(h, 2)
         h = self.mid(h, e)
-        for i, level in enumerate(self.up):
-            h = torch.cat([h, skips.pop()], dim=1)
-            for block in level:
+        for l in reversed(range(L)):
+            h = torch.cat([h, skips.pop()], dim=1)  # h first, the skip second (shaders.ConcatCPU)
+            for block in getattr(self, f"up{l}"):
                 h = block(h, e)
-            if i < len(self.up) - 1:
+            if l > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
-        return self.out(F.silu(self.out_gn(h)))
+        return self.out(h)
 
-    def go_names(self):
-        """Maps each Go parameter name (shaders/unet.go's unetParamShapes) to this module's tensor."""
-        m = {"in.w": self.conv_in.weight, "in.b": self.conv_in.bias,
-             "temb.l1.w": self.l1_w, "temb.l1.b": self.l1_b, "temb.l2.w": self.l2_w, "temb.l2.b": self.l2_b}
 
-        def block(prefix, b):
-            m.update({prefix + "gn1.g": b.gn1.weight, prefix + "gn1.b": b.gn1.bias,
-                      prefix + "conv1.w": b.conv1.weight, prefix + "conv1.b": b.conv1.bias,
-                      prefix + "temb.w": b.temb_w, prefix + "temb.b": b.temb_b,
-                      prefix + "gn2.g": b.gn2.weight, prefix + "gn2.b": b.gn2.bias,
-                      prefix + "conv2.w": b.conv2.weight, prefix + "conv2.b": b.conv2.bias})
-            if b.skip is not None:
-                m.update({prefix + "skip.w": b.skip.weight, prefix + "skip.b": b.skip.bias})
+def build_unet(arch):
+    """Returns the U-Net of arch (a dict with the weights file's arch keys), initialised as
+    shaders.NewNet does (fan-in uniform, group norms γ = 1, β = 0, output conv zero)."""
+    return UNet(arch)
 
-        for l, level in enumerate(self.down):
-            for i, b in enumerate(level):
-                block(f"down{l}.{i}.", b)
-        block("mid.", self.mid)
-        L = len(self.up)
-        for j, level in enumerate(self.up):
-            for i, b in enumerate(level):
-                block(f"up{L - 1 - j}.{i}.", b)
-        m.update({"out.gn.g": self.out_gn.weight, "out.gn.b": self.out_gn.bias,
-                  "out.w": self.out.weight, "out.b": self.out.bias})
-        return m
 
-    def load_go(self, tensors, prefix=""):
-        """Copies the Go-named tensors (name → numpy array) under prefix into the module. Every
-        missing or mis-shaped tensor is named in one ValueError."""
-        problems = []
-        names = self.go_names()
-        for name, p in names.items():
-            a = tensors.get(prefix + name)
-            if a is None:
-                problems.append(f"missing tensor {prefix + name} (shape {list(p.shape)})")
-            elif tuple(a.shape) != tuple(p.shape):
-                problems.append(f"tensor {prefix + name} has shape {list(a.shape)}, the arch needs {list(p.shape)}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        with torch.no_grad():
-            for name, p in names.items():
-                p.copy_(torch.from_numpy(np.ascontiguousarray(tensors[prefix + name], dtype=np.float32)))
+def param_shapes(arch):
+    """{Go name: shape} of the U-Net of arch (state-dict order, see the module doc)."""
+    return {k: list(v.shape) for k, v in UNet(arch).state_dict().items()}
+
+
+def load_go(net, tensors, prefix=""):
+    """Loads the tensors named prefix + Go name (name → float32 array) into net by name. Every
+    missing or mis-shaped tensor is named in one ValueError, which also lists the file's prefixes
+    when none of the names is there (a wrong --prefix)."""
+    want = net.state_dict()
+    problems = []
+    for name, p in want.items():
+        a = tensors.get(prefix + name)
+        if a is None:
+            problems.append(f"missing tensor {prefix + name} (shape {list(p.shape)})")
+        elif tuple(a.shape) != tuple(p.shape):
+            problems.append(f"tensor {prefix + name} has shape {list(a.shape)}, the arch needs {list(p.shape)}")
+    if problems:
+        if all(prefix + name not in tensors for name in want):
+            have = sorted({n[:n.rfind("/") + 1] for n in tensors})
+            problems.insert(0, f"no tensor of the network under prefix {prefix!r}; the file's prefixes: "
+                               + ", ".join(repr(p) for p in have))
+        raise ValueError("; ".join(problems))
+    net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(tensors[prefix + name], dtype=np.float32))
+                         for name in want}, strict=True)
 
 
 def read_weights(path):
-    """Reads a project weights file (weights/codec.go): returns (arch dict, {name: float32 array})."""
+    """Reads a project weights file (weights/codec.go: a msgpack map magic, version, arch, tensors
+    [{name, dtype, shape, data}], meta, data raw little-endian f32 or f16). Returns (arch dict,
+    {name: float32 array})."""
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -172,19 +260,34 @@ def read_weights(path):
         raise ValueError(f"{path}: not a weights file: {e}") from None
     if not isinstance(doc, dict) or doc.get("magic") != "ASBM":
         raise ValueError(f"{path}: not a weights file (no ASBM magic)")
+    if not isinstance(doc.get("arch"), dict) or not isinstance(doc.get("tensors"), list):
+        raise ValueError(f"{path}: not a weights file (no arch map or tensor list)")
     tensors = {}
-    for t in doc.get("tensors", []):
+    for i, t in enumerate(doc["tensors"]):
+        if not isinstance(t, dict) or not {"name", "dtype", "shape", "data"} <= t.keys():
+            raise ValueError(f"{path}: tensor {i} lacks one of name, dtype, shape, data")
+        name = t["name"]
         dtype = {"f32": "<f4", "f16": "<f2"}.get(t["dtype"])
         if dtype is None:
-            raise ValueError(f"{path}: tensor {t['name']} has dtype {t['dtype']!r}, want f32 or f16")
-        a = np.frombuffer(t["data"], dtype=dtype).astype(np.float32)
-        tensors[t["name"]] = a.reshape(t["shape"])
+            raise ValueError(f"{path}: tensor {name} has dtype {t['dtype']!r}, want f32 or f16")
+        n = math.prod(t["shape"])
+        if len(t["data"]) != n * np.dtype(dtype).itemsize:
+            raise ValueError(f"{path}: tensor {name}: shape {t['shape']} of {t['dtype']} needs "
+                             f"{n * np.dtype(dtype).itemsize} bytes, data has {len(t['data'])}")
+        tensors[name] = np.frombuffer(t["data"], dtype=dtype).astype(np.float32).reshape(t["shape"])
     return doc["arch"], tensors
 
 
 def load_weights(path, prefix=""):
-    """Builds the U-Net of a weights file and loads its parameters under prefix ("score." etc.)."""
+    """Builds the U-Net of the weights file at path and loads the network stored under prefix
+    ("score/", "control/", …; "" for a file holding one network). Returns (arch, module)."""
     arch, tensors = read_weights(path)
-    net = UNet(arch)
-    net.load_go(tensors, prefix)
+    try:
+        net = UNet(arch)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    try:
+        load_go(net, tensors, prefix)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     return arch, net
