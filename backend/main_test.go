@@ -234,8 +234,9 @@ func TestEvalJSON(t *testing.T) {
 	}
 }
 
-// TestTrainOnGPUEngineResumesCPUCheckpoint starts a run on the gorgonia engine, stops it, and
-// finishes it on the WGSL engine (native WebGPU): the engines share checkpoint keys.
+// TestTrainOnGPUEngineResumesCPUCheckpoint starts a run on the gorgonia engine (OpenBLAS and the C
+// loops where they load), stops it, and finishes it on the WGSL engine (native WebGPU): the engines
+// share checkpoint keys. Both network kinds: the toy MLP and a tiny image U-Net.
 func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
 	if _, err := shaders.NewDevice(); err != nil {
 		if os.Getenv("ASBM_REQUIRE_GPU") == "1" {
@@ -243,33 +244,44 @@ func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
 		}
 		t.Skipf("no WebGPU adapter: %v", err)
 	}
-	dir := t.TempDir()
-	ckptEveryWas := ckptEvery
-	ckptEvery, testStopAfter = 0, 3
-	defer func() { ckptEvery, testStopAfter = ckptEveryWas, 0 }()
-	out := filepath.Join(dir, "m.msgpack")
-	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out, "--device", "cpu"}, tinyTrain...)
-	if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, errTestStop.Error()) {
-		t.Fatalf("first part: exit %d: %s", code, stderr)
-	}
-	testStopAfter = 0
-	code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume", "--device", "gpu")
-	if code != 0 {
-		t.Fatalf("resume on gpu: exit %d: %s", code, stderr)
-	}
-	if log, _ := os.ReadFile(filepath.Join(dir, "run", "train.log")); !strings.Contains(string(log), "engine: gpu (WGSL on") {
-		t.Errorf("the log does not name the GPU engine: %s", log)
-	}
-	m, err := loadModel(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.nets) != 4 {
-		t.Fatalf("model has %d networks, want 4", len(m.nets))
-	}
-	pts, err := sampleCPU(m, request{net: "asbm", sampler: "ode", nfe: 4, n: 100, seed: 1}, nil)
-	if err != nil || maxAbsDiff(pts, pts) != 0 {
-		t.Fatalf("sampling the GPU-trained model: %v", err)
+	for _, c := range []struct {
+		name      string
+		args      []string
+		stopAfter int // epochs on the CPU before the stop (the tiny image run has only 2 in stage 1)
+	}{{"toy", tinyTrain, 3}, {"image", tinyImageTrain, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			ckptEveryWas := ckptEvery
+			ckptEvery, testStopAfter = 0, c.stopAfter
+			defer func() { ckptEvery, testStopAfter = ckptEveryWas, 0 }()
+			out := filepath.Join(dir, "m.msgpack")
+			args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out, "--device", "cpu"}, c.args...)
+			if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, errTestStop.Error()) {
+				t.Fatalf("first part: exit %d: %s", code, stderr)
+			}
+			testStopAfter = 0
+			code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume", "--device", "gpu")
+			if code != 0 {
+				t.Fatalf("resume on gpu: exit %d: %s", code, stderr)
+			}
+			log, _ := os.ReadFile(filepath.Join(dir, "run", "train.log"))
+			if !strings.Contains(string(log), "engine: cpu (gorgonia; ") || !strings.Contains(string(log), "engine: gpu (WGSL on") {
+				t.Errorf("the log does not name both engines: %s", log)
+			}
+			m, err := loadModel(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.nets) != 4 {
+				t.Fatalf("model has %d networks, want 4", len(m.nets))
+			}
+			if c.name == "toy" {
+				pts, err := sampleCPU(m, request{net: "asbm", sampler: "ode", nfe: 4, n: 100, seed: 1}, nil)
+				if err != nil || maxAbsDiff(pts, pts) != 0 {
+					t.Fatalf("sampling the GPU-trained model: %v", err)
+				}
+			}
+		})
 	}
 }
 
