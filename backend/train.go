@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -290,6 +291,10 @@ func runTrain(args []string, stdout io.Writer) error {
 		if err := c.validate(); err != nil {
 			return err
 		}
+		// Only new runs: a run that started with such a network may still be resumed.
+		if err := checkGroupWidth(c.Arch); err != nil {
+			return err
+		}
 		if _, err := os.Stat(ckptPath); err == nil {
 			return usagef("%s exists: pass --resume to continue it, or a new --run folder", ckptPath)
 		}
@@ -396,6 +401,26 @@ func (c trainConfig) validate() error {
 	for _, vp := range []asbm.VP{c.vp(), c.baseVP()} {
 		if err := vp.Validate(); err != nil {
 			return usagef("%v", err)
+		}
+	}
+	return nil
+}
+
+// checkGroupWidth rejects a U-Net with fewer than two channels per group-norm group at some level.
+// One channel per group makes every group norm an instance norm, which erases each image's
+// per-channel mean: the score network then never learns that part of the score, and the memoryless
+// baseline's backward SDE (β up to 20) blows the channel means up, which is how its emoji samples
+// became flat saturated squares (TestBaselineColourNeedsChannelsPerGroup).
+func checkGroupWidth(a weights.Arch) error {
+	if a.Kind != "unet" {
+		return nil
+	}
+	for l, m := range a.Mults {
+		if c := a.Base * m; c/a.Groups < 2 {
+			return usagef("--base %d --mults %v --groups %d leaves %d channel(s) per group-norm group at level %d: "+
+				"a group norm of one channel erases each image's channel means, which the score then cannot learn "+
+				"(the memoryless baseline diverges on colour images); use --groups %d or fewer",
+				a.Base, a.Mults, a.Groups, c/a.Groups, l, max(1, a.Base*slices.Min(a.Mults)/2))
 		}
 	}
 	return nil
