@@ -19,12 +19,15 @@ import (
 	"asbm/weights"
 )
 
-// benchArchs are the U-Nets `backend bench` knows by name: the shipped 16×16 models, the default
-// 28×28 one of `backend train --data mnist`, and a 32×32 colour net of about a million parameters.
-var benchArchs = []struct {
+// benchArch is a U-Net `backend bench` knows by name, with a line that describes it.
+type benchArch struct {
 	name, what string
 	arch       weights.Arch
-}{
+}
+
+// benchArchs are the U-Nets of `backend bench --arch`: the shipped 16×16 models, the default 28×28
+// one of `backend train --data mnist`, and a 32×32 colour net of about a million parameters.
+var benchArchs = []benchArch{
 	{"small", "3×16×16, base 8, mults 1,2,2, 1 block (the shipped emoji)", weights.Arch{Kind: "unet", Dim: 3 * 16 * 16,
 		Channels: 3, Height: 16, Width: 16, Base: 8, Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8, TimeEmb: 64, Fourier: 16}},
 	{"mnist", "1×28×28, base 16, mults 1,2,2, 1 block (the image default)", defaultImageConfig("mnist", 1, 28).Arch},
@@ -60,12 +63,7 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	var archs []int
 	for _, f := range strings.Split(*archList, ",") {
-		i := slices.IndexFunc(benchArchs, func(b struct {
-			name, what string
-			arch       weights.Arch
-		}) bool {
-			return b.name == strings.TrimSpace(f)
-		})
+		i := slices.IndexFunc(benchArchs, func(b benchArch) bool { return b.name == strings.TrimSpace(f) })
 		if i < 0 {
 			return usagef("--arch wants names from %s; got %q", strings.Join(names, ", "), f)
 		}
@@ -141,13 +139,8 @@ func runBench(args []string, stdout io.Writer) error {
 		ba := benchArchs[ai]
 		arch := ba.arch
 		flops := float64(shaders.UNetFLOPs(arch))
-		params := 0
-		_, shapes := shaders.ParamShapes(arch)
-		for _, sh := range shapes {
-			params += shapeSize(sh)
-		}
 		fmt.Fprintf(stdout, "U-Net %s: %s; %d parameters, %.1f MFLOP per image forward (a training step counts 3×)\n",
-			ba.name, ba.what, params, flops/1e6)
+			ba.name, ba.what, shaders.ParamCount(arch), flops/1e6)
 		for _, b := range batches {
 			var torchMS float64
 			if torchOK {
@@ -210,14 +203,6 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "PyTorch / ours > 1: this engine's step is faster. conv: every conv layer's forward and both gradients alone (cpu.ConvLayerRate).")
 	return nil
-}
-
-func shapeSize(sh []int) int {
-	n := 1
-	for _, v := range sh {
-		n *= v
-	}
-	return n
 }
 
 // timeModel returns the median seconds of one forward (Eval) and one training step (Step) of m on

@@ -86,6 +86,16 @@ func (m *Net) ForwardCPU(t, x []float32) []float32 {
 	return m.forwardMLP(t, x)
 }
 
+// ParamCount is the number of parameter values of a network of arch a (the sum over ParamShapes).
+func ParamCount(a weights.Arch) int {
+	_, shapes := ParamShapes(a)
+	n := 0
+	for _, sh := range shapes {
+		n += numel(sh)
+	}
+	return n
+}
+
 // numel is the number of values of a tensor of shape sh.
 func numel(sh []int) int {
 	n := 1

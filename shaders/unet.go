@@ -171,23 +171,41 @@ func unetParamShapes(a weights.Arch) (names []string, shapes [][]int) {
 	return names, shapes
 }
 
-// UNetFLOPs is the number of floating-point operations (multiply and add counted apart) of one
-// forward pass for one image, counting convolutions and linear layers.
-func UNetFLOPs(a weights.Arch) int64 {
-	var f int64
-	conv := func(cin, cout, k, h, w int) { f += 2 * int64(cin*cout*k*k) * int64(h*w) }
-	f += 2 * int64(2*a.Fourier*a.TimeEmb+a.TimeEmb*a.TimeEmb)
+// ConvShape is one convolution of a U-Net: In → Out channels, a K×K kernel, on H×W images.
+type ConvShape struct{ In, Out, K, H, W int }
+
+// UNetConvs lists every convolution of the U-Net's forward pass in order: the input conv, per
+// residual block conv1, conv2 and the 1×1 skip when the channels change, and the output conv.
+func UNetConvs(a weights.Arch) []ConvShape {
+	var cs []ConvShape
 	for _, op := range UNetOps(a) {
 		switch op.Kind {
 		case OpConvIn, OpOut:
-			conv(op.In, op.Out, 3, op.H, op.W)
+			cs = append(cs, ConvShape{op.In, op.Out, 3, op.H, op.W})
 		case OpRes:
-			conv(op.In, op.Out, 3, op.H, op.W)
-			conv(op.Out, op.Out, 3, op.H, op.W)
-			f += 2 * int64(a.TimeEmb*op.Out)
+			cs = append(cs, ConvShape{op.In, op.Out, 3, op.H, op.W}, ConvShape{op.Out, op.Out, 3, op.H, op.W})
 			if op.In != op.Out {
-				conv(op.In, op.Out, 1, op.H, op.W)
+				cs = append(cs, ConvShape{op.In, op.Out, 1, op.H, op.W})
 			}
+		}
+	}
+	return cs
+}
+
+// FLOPs is the number of floating-point operations (multiply and add counted apart) of the
+// convolution on one image.
+func (c ConvShape) FLOPs() int64 { return 2 * int64(c.In*c.Out*c.K*c.K) * int64(c.H*c.W) }
+
+// UNetFLOPs is the number of floating-point operations (multiply and add counted apart) of one
+// forward pass for one image, counting convolutions and linear layers.
+func UNetFLOPs(a weights.Arch) int64 {
+	f := 2 * int64(2*a.Fourier*a.TimeEmb+a.TimeEmb*a.TimeEmb)
+	for _, c := range UNetConvs(a) {
+		f += c.FLOPs()
+	}
+	for _, op := range UNetOps(a) {
+		if op.Kind == OpRes {
+			f += 2 * int64(a.TimeEmb*op.Out) // the block's time-embedding linear
 		}
 	}
 	return f

@@ -471,15 +471,7 @@ func (c *client) info() map[string]any {
 	arch := map[string]any{"kind": a.Kind, "dim": a.Dim, "hidden": a.Hidden, "layers": a.Layers, "fourier": a.Fourier,
 		"channels": a.Channels, "height": a.Height, "width": a.Width, "base": a.Base, "mults": mults,
 		"resBlocks": a.ResBlocks, "groups": a.Groups, "timeEmb": a.TimeEmb}
-	params := 0
-	_, shapes := shaders.ParamShapes(a)
-	for _, sh := range shapes {
-		n := 1
-		for _, v := range sh {
-			n *= v
-		}
-		params += n
-	}
+	params := shaders.ParamCount(a)
 	info := map[string]any{
 		"url":       m.url,
 		"bytes":     m.bytes,

@@ -44,33 +44,15 @@ func ConvLayerRate(a weights.Arch, n, reps int) (flops, seconds float64, err err
 		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
 	}
 	var layers []layer
-	add := func(cin, cout, k, h, w int) error {
-		op, err := newConvOp(tensor.Shape{n, cin, h, w}, tensor.Shape{cout, cin, k, k})
-		if err != nil {
-			return err
-		}
-		layers = append(layers, layer{fwd: op, dData: &convDataGradOp{convGeom: op.convGeom},
-			dW: &convWeightGradOp{convGeom: op.convGeom},
-			in: []G.Value{randT(n, cin, h, w), randT(cout, cin, k, k), randT(cout), randT(n, cout, h, w)}})
-		flops += 3 * 2 * float64(n*cin*cout*k*k*h*w)
-		return nil
-	}
-	for _, op := range shaders.UNetOps(a) {
-		switch op.Kind {
-		case shaders.OpConvIn, shaders.OpOut:
-			err = add(op.In, op.Out, 3, op.H, op.W)
-		case shaders.OpRes:
-			err = add(op.In, op.Out, 3, op.H, op.W)
-			if err == nil {
-				err = add(op.Out, op.Out, 3, op.H, op.W)
-			}
-			if err == nil && op.In != op.Out {
-				err = add(op.In, op.Out, 1, op.H, op.W)
-			}
-		}
+	for _, c := range shaders.UNetConvs(a) {
+		op, err := newConvOp(tensor.Shape{n, c.In, c.H, c.W}, tensor.Shape{c.Out, c.In, c.K, c.K})
 		if err != nil {
 			return 0, 0, err
 		}
+		layers = append(layers, layer{fwd: op, dData: &convDataGradOp{convGeom: op.convGeom},
+			dW: &convWeightGradOp{convGeom: op.convGeom},
+			in: []G.Value{randT(n, c.In, c.H, c.W), randT(c.Out, c.In, c.K, c.K), randT(c.Out), randT(n, c.Out, c.H, c.W)}})
+		flops += 3 * float64(n) * float64(c.FLOPs())
 	}
 	pass := func() error {
 		for _, l := range layers {

@@ -290,7 +290,7 @@ func (op *convWeightGradOp) Do(in ...G.Value) (G.Value, error) {
 	perWorker(&op.cols)
 	perWorker(&op.gys)
 	perWorker(&op.partial)
-	for wk := range op.partial {
+	for wk := 1; wk < len(op.partial); wk++ { // worker 0 sums into dw itself
 		clear(scratch(op.partial, wk, len(dw)))
 	}
 	clear(dw)

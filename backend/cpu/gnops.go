@@ -77,14 +77,12 @@ func (op *gnSiLUOp) Do(in ...G.Value) (G.Value, error) {
 		for u := u0; u < u1; u++ { // u = image·groups + group: its channels are contiguous
 			lo, hi := u*cg*op.hw, (u+1)*cg*op.hw
 			mean, rstd := kern.GroupStats(x[lo:hi], shaders.GroupNormEps)
+			var sig []float32 // nil: GNSiLU keeps no sigmoids
 			if op.keep {
 				op.mean[u], op.rstd[u] = mean, rstd
-			}
-			ch := (u % op.groups) * cg
-			var sig []float32
-			if op.keep {
 				sig = op.sig[lo:hi]
 			}
+			ch := (u % op.groups) * cg
 			kern.GNSiLU(x[lo:hi], y[lo:hi], sig, gamma[ch:ch+cg], beta[ch:ch+cg], op.hw, float32(mean), float32(rstd))
 		}
 	})

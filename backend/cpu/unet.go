@@ -15,11 +15,11 @@ import (
 // Tensors are NCHW float32 like the data rows; the time features (shaders.TimeFeatures) are computed
 // in Go and fed as an [n, 2F] input.
 //
-// Two sets of ops build the same function. The default uses the fused ops of unetops.go (an NCHW
-// im2col convolution on tiles and OpenBLAS's sgemm (kern.Gemm), group norm + SiLU in one pass each way,
-// ...). With stockOps the graph uses gorgonia's own ops only (G.Conv2d, group norm and average
-// pooling from means and broadcasts, Concat, Upsample2D); the tests use it to cross-check the fused
-// ops' gradients and the benchmarks to measure what the fused ops save.
+// Two sets of ops build the same function. The default uses the fused ops of unetops.go, convops.go
+// and gnops.go (an NCHW im2col convolution on tiles and OpenBLAS's sgemm (kern.Gemm), group norm +
+// SiLU in one pass each way, ...). With stockOps the graph uses gorgonia's own ops only (G.Conv2d,
+// group norm and average pooling from means and broadcasts, Concat, Upsample2D); the tests use it
+// to cross-check the fused ops' gradients and the benchmarks to measure what the fused ops save.
 //
 // Gorgonia v0.9.18 bugs met on the way, each checked against plain Go (and worked around in the
 // stock graph where it uses the op): G.GroupNorm's moment merge passes the mean array where the M2

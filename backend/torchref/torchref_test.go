@@ -252,15 +252,7 @@ func TestBenchStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
-	_, shapes := shaders.ParamShapes(a)
-	params := 0
-	for _, sh := range shapes {
-		p := 1
-		for _, v := range sh {
-			p *= v
-		}
-		params += p
-	}
+	params := shaders.ParamCount(a)
 	if res.Batch != 4 || res.Threads != 1 || res.Params != params || res.Torch == "" || !(res.StepMS > 0) || !(res.ForwardMS > 0) {
 		t.Errorf("BenchStep = %+v, want batch 4, 1 thread, %d parameters, a torch version, positive times", res, params)
 	}
