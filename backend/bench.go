@@ -15,6 +15,7 @@ import (
 	"asbm/backend/cpu/kern"
 	"asbm/backend/gpu"
 	"asbm/backend/torchref"
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -138,9 +139,9 @@ func runBench(args []string, stdout io.Writer) error {
 	for _, ai := range archs {
 		ba := benchArchs[ai]
 		arch := ba.arch
-		flops := float64(shaders.UNetFLOPs(arch))
+		flops := float64(model.UNetFLOPs(arch))
 		fmt.Fprintf(stdout, "U-Net %s: %s; %d parameters, %.1f MFLOP per image forward (a training step counts 3×)\n",
-			ba.name, ba.what, shaders.ParamCount(arch), flops/1e6)
+			ba.name, ba.what, model.ParamCount(arch), flops/1e6)
 		for _, b := range batches {
 			var torchMS float64
 			if torchOK {

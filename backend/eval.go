@@ -155,7 +155,7 @@ func heldOut(toy data.Sampler, n int, seed uint64) []float32 {
 	return x
 }
 
-func evaluate(m *model, toy data.Sampler, o evalOptions) (*evalReport, error) {
+func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error) {
 	d := m.nets[netScore].Arch.Dim
 	rep := &evalReport{Dataset: m.dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs,
 		SWD: map[string][]*float64{}, Straightness: map[string]pathStats{}, Coupling: map[string]couplingStat{}}

@@ -402,7 +402,7 @@ type evalNets struct {
 	adapter                  string
 }
 
-func openEvalNets(m *model, device string) (*evalNets, error) {
+func openEvalNets(m *modelFile, device string) (*evalNets, error) {
 	if device == "cpu" {
 		wrap := func(p string) asbm.Net {
 			if n := m.net(p); n != nil {
@@ -444,7 +444,7 @@ func openEvalNets(m *model, device string) (*evalNets, error) {
 }
 
 // methodMissing says which networks a method of evalMethods needs and the file lacks, as the "skipped" reason ("" when it has them all).
-func methodMissing(m *model, method string) string {
+func methodMissing(m *modelFile, method string) string {
 	need := map[string][]string{
 		"asbm-sde": {netScore}, "asbm-ode": {netScore, netControl}, "distilled": {netGen},
 		"baseline-sde": {netBaseline}, "baseline-ode": {netBaseline},
@@ -548,7 +548,7 @@ func stage2LossFloor(score asbm.Net, tuple func() (asbm.Tuple, error), pairs, dr
 	return lossFloor{Loss: mean, SE: se, Pairs: pairs, Draws: draws}, nil
 }
 
-func evaluateImages(m *model, o imgEvalOptions) (*imgEvalReport, error) {
+func evaluateImages(m *modelFile, o imgEvalOptions) (*imgEvalReport, error) {
 	if o.log == nil {
 		o.log = io.Discard
 	}

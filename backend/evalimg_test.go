@@ -18,6 +18,7 @@ import (
 	"asbm/backend/fid"
 	"asbm/backend/imgdata"
 	"asbm/backend/metrics"
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -348,7 +349,7 @@ func TestCentreCropInvertsPadding(t *testing.T) {
 func TestRowSplitNetMatchesOneCall(t *testing.T) {
 	a := weights.Arch{Kind: "unet", Dim: 64, Channels: 1, Height: 8, Width: 8, Base: 4, Mults: []int{1, 2},
 		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 2}
-	net, err := shaders.NewNet(a, 7)
+	net, err := model.NewNet(a, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"asbm/backend/cpu"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -63,8 +63,8 @@ func exportModel(st *trainState, f16 bool) (*weights.File, error) {
 }
 
 // addNet stores every parameter of m under prefix.
-func addNet(f *weights.File, prefix string, m *shaders.Net, f16 bool) error {
-	names, shapes := shaders.ParamShapes(m.Arch)
+func addNet(f *weights.File, prefix string, m *model.Net, f16 bool) error {
+	names, shapes := model.ParamShapes(m.Arch)
 	for i, name := range names {
 		if f16 {
 			if err := f.AddF16(prefix+name, shapes[i], m.Params[name]); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -148,7 +149,7 @@ func TestSampleCSVAndEngines(t *testing.T) {
 	if b, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 		t.Fatalf("PNG: %v", err)
 	}
-	cpuNets := shaders.CPUNets{Score: m.nets[netScore], Control: m.nets[netControl], Gen: m.nets[netGen]}
+	cpuNets := model.CPUNets{Score: m.nets[netScore], Control: m.nets[netControl], Gen: m.nets[netGen]}
 	for _, r := range []request{
 		{net: "asbm", sampler: "sde", nfe: 6, n: 300, seed: 4},
 		{net: "asbm", sampler: "ode", nfe: 5, n: 300, seed: 5},
@@ -161,15 +162,15 @@ func TestSampleCSVAndEngines(t *testing.T) {
 		}
 		nets, vp := cpuNets, m.vp
 		if r.net == "baseline" {
-			nets, vp = shaders.CPUNets{Score: m.nets[netBaseline]}, m.baseVP
+			nets, vp = model.CPUNets{Score: m.nets[netBaseline]}, m.baseVP
 		}
-		twin, err := shaders.SampleCPU(nets, shaders.SampleOptions{Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
-			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, shaders.SampleHooks{})
+		twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
+			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := maxAbsDiff(ref, twin); d > 1e-4 {
-			t.Errorf("%+v: asbm vs shaders.SampleCPU differ by %g", r, d)
+			t.Errorf("%+v: asbm vs model.SampleCPU differ by %g", r, d)
 		}
 		gpu, adapter, err := sampleGPU(m, r)
 		if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {

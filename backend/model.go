@@ -5,7 +5,7 @@ import (
 	"os"
 
 	"asbm/backend/asbm"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -17,17 +17,17 @@ const (
 	netBaseline = "baseline/"
 )
 
-// model is a loaded model file: the ASBM networks, the memoryless baseline, and both base SDEs.
-type model struct {
+// modelFile is a loaded model file: the ASBM networks, the memoryless baseline, and both base SDEs.
+type modelFile struct {
 	path   string
 	file   *weights.File
 	vp     asbm.VP // the ASBM base (asbm.md §1.2)
 	baseVP asbm.VP // the memoryless baseline's base (β_1 = 20)
-	nets   map[string]*shaders.Net
+	nets   map[string]*model.Net
 }
 
 // loadModel reads a model file and builds every network it holds.
-func loadModel(path string) (*model, error) {
+func loadModel(path string) (*modelFile, error) {
 	if path == "" {
 		return nil, usagef("--model is required (for example --model weights/8gaussians.msgpack)")
 	}
@@ -38,7 +38,7 @@ func loadModel(path string) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &model{path: path, file: f, nets: map[string]*shaders.Net{}}
+	m := &modelFile{path: path, file: f, nets: map[string]*model.Net{}}
 	get := func(key string, def float64) float64 {
 		if v, ok := f.MetaFloat(key); ok {
 			return v
@@ -51,7 +51,7 @@ func loadModel(path string) (*model, error) {
 		if _, ok := f.Tensor(p + "out.w"); !ok {
 			continue
 		}
-		mlp, err := shaders.NetFromFile(f, p)
+		mlp, err := model.NetFromFile(f, p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -64,7 +64,7 @@ func loadModel(path string) (*model, error) {
 }
 
 // net returns the network under prefix as an asbm.Net on the CPU, or nil when the file lacks it.
-func (m *model) net(prefix string) asbm.Net {
+func (m *modelFile) net(prefix string) asbm.Net {
 	if mlp := m.nets[prefix]; mlp != nil {
 		return cpuNet{mlp}
 	}
@@ -72,13 +72,13 @@ func (m *model) net(prefix string) asbm.Net {
 }
 
 // dataset returns the model's data set name from its metadata.
-func (m *model) dataset() string {
+func (m *modelFile) dataset() string {
 	s, _ := m.file.MetaString("dataset")
 	return s
 }
 
 // cpuNet evaluates a plain-Go MLP (the reference forward of shaders/mlp.go).
-type cpuNet struct{ m *shaders.Net }
+type cpuNet struct{ m *model.Net }
 
 func (c cpuNet) Dim() int { return c.m.Arch.Dim }
 

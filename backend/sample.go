@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"asbm/backend/asbm"
+	"asbm/model"
 	"asbm/shaders"
 )
 
@@ -52,7 +53,7 @@ func (r request) method() string {
 // sampleCPU draws r.n points with the reference samplers of backend/asbm. The noise stream is the
 // project's convention (x1 first, then one draw per noisy SDE step), so the browser and the GPU
 // sampler give the same points for the same seed.
-func sampleCPU(m *model, r request, cb asbm.Callback) ([]float32, error) {
+func sampleCPU(m *modelFile, r request, cb asbm.Callback) ([]float32, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
@@ -85,7 +86,7 @@ func sampleCPU(m *model, r request, cb asbm.Callback) ([]float32, error) {
 }
 
 // sampleGPU draws the same points as sampleCPU through the WGSL kernels on a native WebGPU adapter.
-func sampleGPU(m *model, r request) ([]float32, string, error) {
+func sampleGPU(m *modelFile, r request) ([]float32, string, error) {
 	if err := r.validate(); err != nil {
 		return nil, "", err
 	}
@@ -118,10 +119,10 @@ func sampleGPU(m *model, r request) ([]float32, string, error) {
 			return nil, "", err
 		}
 	}
-	pts, err := shaders.SampleGPU(dev, nets, shaders.SampleOptions{
+	pts, err := shaders.SampleGPU(dev, nets, model.SampleOptions{
 		Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
 		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV,
-	}, shaders.SampleHooks{})
+	}, model.SampleHooks{})
 	return pts, dev.AdapterInfo(), err
 }
 

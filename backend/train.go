@@ -23,7 +23,7 @@ import (
 	"asbm/backend/data"
 	"asbm/backend/gpu"
 	"asbm/backend/imgdata"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -389,7 +389,7 @@ func (c trainConfig) validate() error {
 	if c.Arch.Kind == "mlp" && (c.Arch.Hidden < 1 || c.Arch.Layers < 1) {
 		return usagef("--hidden and --layers must be ≥ 1, got %d and %d", c.Arch.Hidden, c.Arch.Layers)
 	}
-	if err := shaders.CheckArch(c.Arch); err != nil {
+	if err := model.CheckArch(c.Arch); err != nil {
 		return usagef("%v", err)
 	}
 	if c.S1.ForwardNFE < 2 || c.S1.CMNFE < 2 || c.S2.ForwardNFE < 2 {
@@ -617,7 +617,7 @@ type trainer struct {
 // by one resumes on the other.
 type engineModel interface {
 	asbm.Model
-	EMAParams() *shaders.Net
+	EMAParams() *model.Net
 }
 
 // chooseEngine picks the training engine for --device and describes it. auto takes a hardware
@@ -717,7 +717,7 @@ func (tr *trainer) newModel(role uint64) (engineModel, error) {
 }
 
 // warmModel returns a network on the chosen engine starting from m's parameters.
-func (tr *trainer) warmModel(m *shaders.Net, cfg cpu.Config) (engineModel, error) {
+func (tr *trainer) warmModel(m *model.Net, cfg cpu.Config) (engineModel, error) {
 	if tr.gpu {
 		return gpu.FromNet(m, cfg)
 	}

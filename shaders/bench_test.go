@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -77,7 +78,7 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 	d := gpu(b)
 	xb, tb := upload(b, d, x), upload(b, d, tv)
 	var runs [2]func()
-	for i, mk := range []func(*Device, *Net) (*GPUNet, error){NewGPUNet, NewGPUNetF16} {
+	for i, mk := range []func(*Device, *model.Net) (*GPUNet, error){NewGPUNet, NewGPUNetF16} {
 		runs[i] = planRunner(b, d, mk, m, n, xb, tb)
 		runs[i]() // compile and allocate outside the timing
 	}
@@ -99,7 +100,7 @@ func BenchmarkUNetForwardF16(b *testing.B) {
 
 // planRunner builds m on d with mk and records its forward plan for n rows (both freed when b
 // ends), and returns a function that runs the plan on x and t and waits for it.
-func planRunner(b *testing.B, d *Device, mk func(*Device, *Net) (*GPUNet, error), m *Net, n int, xb, tb *Buffer) func() {
+func planRunner(b *testing.B, d *Device, mk func(*Device, *model.Net) (*GPUNet, error), m *model.Net, n int, xb, tb *Buffer) func() {
 	g, err := mk(d, m)
 	if err != nil {
 		b.Fatal(err)

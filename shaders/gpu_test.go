@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -125,11 +126,11 @@ func read(tb testing.TB, d *Device, b *Buffer) []float32 {
 	return v
 }
 
-// randomMLP is NewNet with a random, non-zero output layer, so that tests comparing engines fail
+// randomMLP is model.NewNet with a random, non-zero output layer, so that tests comparing engines fail
 // when the network is evaluated wrongly.
-func randomMLP(tb testing.TB, a weights.Arch, seed uint64, outScale float64) *Net {
+func randomMLP(tb testing.TB, a weights.Arch, seed uint64, outScale float64) *model.Net {
 	tb.Helper()
-	m, err := NewNet(a, seed)
+	m, err := model.NewNet(a, seed)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,54 +1,23 @@
 package shaders
 
 import (
+	"asbm/model"
 	"errors"
 	"fmt"
-	"math"
 
 	"asbm/weights"
 )
 
-// checkParams reports a network whose parameters do not match its arch (missing, wrong length, NaN or
-// Inf), so the forward passes never index out of range on bad input.
-func checkParams(m *Net) error {
-	if m == nil {
-		return fmt.Errorf("shaders: nil network")
-	}
-	if err := CheckArch(m.Arch); err != nil {
-		return err
-	}
-	names, shapes := ParamShapes(m.Arch)
-	for i, name := range names {
-		want := 1
-		for _, s := range shapes[i] {
-			want *= s
-		}
-		p, ok := m.Params[name]
-		if !ok {
-			return fmt.Errorf("shaders: network has no parameter %s", name)
-		}
-		if len(p) != want {
-			return fmt.Errorf("shaders: parameter %s has %d values, shape %v needs %d", name, len(p), shapes[i], want)
-		}
-		for _, v := range p {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("shaders: parameter %s holds NaN or Inf", name)
-			}
-		}
-	}
-	return nil
-}
-
 // GPUNet is a network (Net) whose parameters live on a Device. Its forward pass is a recorded
 // plan of WGSL dispatches: for an MLP (asbm.md §6.1) timefeat.wgsl followed by Layers fused
 // linear+SiLU dispatches and the output linear (mlpPlan); for a U-Net the walk of UNetOps
-// (unetPlan, unet_gpu.go). It matches Net.ForwardCPU up to float32 rounding; one built by
+// (unetPlan, unet_gpu.go). It matches model.Net.ForwardCPU up to float32 rounding; one built by
 // NewGPUNetF16 matches it on the network with its weight matrices rounded to f16.
 type GPUNet struct {
 	d      *Device
 	arch   weights.Arch
 	half   bool           // weight matrices stored as f16 (NewGPUNetF16)
-	params []*Buffer      // ParamShapes order
+	params []*Buffer      // model.ParamShapes order
 	index  map[string]int // parameter name → position in params
 	fwd    netPlan        // the plan Forward reuses while the batch size stays the same
 	fwdN   int
@@ -67,7 +36,7 @@ type netPlan interface {
 }
 
 // NewGPUNet uploads the parameters of m (an MLP or a U-Net) to d as float32.
-func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
+func NewGPUNet(d *Device, m *model.Net) (*GPUNet, error) {
 	return newGPUNet(d, m, false)
 }
 
@@ -78,7 +47,7 @@ func NewGPUNet(d *Device, m *Net) (*GPUNet, error) {
 // values were halves before they were widened on load. Any WebGPU device can run it (no shader-f16
 // needed); it fails on a device opened with DeviceOptions.F32Only, and on a weight whose magnitude
 // rounds past weights.F16Max.
-func NewGPUNetF16(d *Device, m *Net) (*GPUNet, error) {
+func NewGPUNetF16(d *Device, m *model.Net) (*GPUNet, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -88,14 +57,14 @@ func NewGPUNetF16(d *Device, m *Net) (*GPUNet, error) {
 	return newGPUNet(d, m, true)
 }
 
-func newGPUNet(d *Device, m *Net, half bool) (*GPUNet, error) {
+func newGPUNet(d *Device, m *model.Net, half bool) (*GPUNet, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
-	if err := checkParams(m); err != nil {
+	if err := m.Check(); err != nil {
 		return nil, err
 	}
-	names, shapes := ParamShapes(m.Arch)
+	names, shapes := model.ParamShapes(m.Arch)
 	g := &GPUNet{d: d, arch: m.Arch, half: half, index: paramIndex(names)}
 	err := d.scoped("uploading a network", func() error {
 		for i, name := range names {
@@ -198,15 +167,15 @@ func (g *GPUNet) newPlan(n int) (netPlan, error) {
 }
 
 // Forward evaluates the network on n = len(t) rows of x (n×Dim) and returns n×Dim values, like
-// Net.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
+// model.Net.ForwardCPU. It uploads, runs and reads back (in the browser it awaits: call it from a
 // goroutine); the samplers use the device-resident path instead.
 func (g *GPUNet) Forward(t, x []float32) ([]float32, error) {
 	if err := g.usable(); err != nil {
 		return nil, err
 	}
 	n := len(t)
-	if n < 1 || n > MaxPoints {
-		return nil, fmt.Errorf("shaders: forward of %d rows: need 1 … %d", n, MaxPoints)
+	if n < 1 || n > model.MaxPoints {
+		return nil, fmt.Errorf("shaders: forward of %d rows: need 1 … %d", n, model.MaxPoints)
 	}
 	if len(x) != n*g.arch.Dim {
 		return nil, fmt.Errorf("shaders: forward: x has %d values, %d rows of dim %d need %d", len(x), n, g.arch.Dim, n*g.arch.Dim)

@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -8,7 +9,7 @@ import (
 	"asbm/weights"
 )
 
-// mlpTol bounds relErr(GPUNet.Forward, Net.ForwardCPU): both are float32, summed in different orders
+// mlpTol bounds relErr(GPUNet.Forward, model.Net.ForwardCPU): both are float32, summed in different orders
 // (fma, tiles), through 2–4 layers.
 const mlpTol = 1e-5
 
@@ -70,7 +71,7 @@ func TestGPUMLPErrors(t *testing.T) {
 	if _, err := g.Forward(nil, nil); err == nil {
 		t.Error("an empty batch gave no error")
 	}
-	bad := &Net{Arch: a, Params: map[string][]float32{}}
+	bad := &model.Net{Arch: a, Params: map[string][]float32{}}
 	for k, v := range m.Params {
 		bad.Params[k] = v
 	}

@@ -99,7 +99,7 @@ func (d *Device) linearOp(t tile, dst, x, w, b *Buffer, n, in, out int, silu boo
 }
 
 // Linear runs linear.wgsl: dst (n×out) = x (n×in) · w (in×out) + b (out), followed by SiLU when
-// silu, row-major like Net.ForwardCPU.
+// silu, row-major like model.Net.ForwardCPU.
 func (d *Device) Linear(dst, x, w, b *Buffer, n, in, out int, silu bool) error {
 	return d.scoped("linear", func() error {
 		o, err := d.linearOp(pickTile(n, out), dst, x, w, b, n, in, out, silu)

@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"errors"
 	"fmt"
 )
@@ -9,7 +10,11 @@ import (
 // queue, keeps progress honest and, in the browser, lets the event loop paint.
 const syncEvery = 8
 
-// SampleGPU draws o.Points points like SampleCPU (same schedule, same noise, same float32
+// Nets are the GPU networks a sampler may use: Score s_ψ ("sde", "ode"), Control u_θ ("ode"; nil
+// means u ≡ 0, the memoryless baseline) and Gen, the distilled generator ("gen").
+type Nets struct{ Score, Control, Gen *GPUNet }
+
+// SampleGPU draws o.Points points like model.SampleCPU (same schedule, same noise, same float32
 // coefficients) with the WGSL kernels: x stays on the GPU for the whole loop, each step is one
 // submission, the step's noise is drawn on the CPU from the seed's stream and uploaded, and the points
 // are read back at the end, and at the steps where h asks for a preview. h.Progress is called after
@@ -19,7 +24,7 @@ const syncEvery = 8
 // same plan on a partly stale input and keeps only its own rows).
 //
 // In the browser SampleGPU awaits promises: call it from a goroutine, never inside js.FuncOf.
-func SampleGPU(d *Device, nets Nets, o SampleOptions, h SampleHooks) (pts []float32, err error) {
+func SampleGPU(d *Device, nets Nets, o model.SampleOptions, h model.SampleHooks) (pts []float32, err error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
@@ -47,19 +52,19 @@ func SampleGPU(d *Device, nets Nets, o SampleOptions, h SampleHooks) (pts []floa
 	if err != nil {
 		return nil, err
 	}
-	dim, err := o.validate(ds, dc, dg)
+	dim, err := o.Validate(ds, dc, dg)
 	if err != nil {
 		return nil, err
 	}
-	if err := h.validate(); err != nil {
+	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	err = d.scoped("sampling", func() error {
-		e := &gpuEngine{d: d, n: o.Points, dim: dim, chunk: h.chunk(o.Points)}
+		e := &gpuEngine{d: d, n: o.Points, dim: dim, chunk: h.RowsPerCall(o.Points)}
 		defer e.release()
-		e.nets[sScore], e.nets[sControl], e.nets[sGen] = nets.Score, nets.Control, nets.Gen
+		e.nets[model.SlotScore], e.nets[model.SlotControl], e.nets[model.SlotGen] = nets.Score, nets.Control, nets.Gen
 		var err error
-		pts, err = runSampler(e, o, dim, dc != 0, h)
+		pts, err = model.Run(e, o, dim, dc != 0, h)
 		return err
 	})
 	if err != nil {
@@ -74,18 +79,18 @@ type gpuEngine struct {
 	n, dim  int
 	chunk   int     // rows per network call; < n: the networks read chunkIn and write into bufs
 	chunkIn *Buffer // chunk×dim: a chunk's rows, the plans' input when chunked
-	nets    [numSlots]*GPUNet
-	plans   [numSlots]netPlan
-	bufs    [numSlots]*Buffer
+	nets    [model.NumSlots]*GPUNet
+	plans   [model.NumSlots]netPlan
+	bufs    [model.NumSlots]*Buffer
 	times   *Buffer
-	ups     map[[4]slot]*op
+	ups     map[[4]model.Slot]*op
 	b       *batch
-	used    map[[4]slot]bool // update ops recorded in the open batch
+	used    map[[4]model.Slot]bool // update ops recorded in the open batch
 }
 
-func (e *gpuEngine) buf(s slot) (*Buffer, error) {
-	if (s == sScore || s == sControl || s == sGen) && !e.chunked() {
-		// Unchunked, a network's output slot is its plan's output buffer: no copies.
+func (e *gpuEngine) buf(s model.Slot) (*Buffer, error) {
+	if (s == model.SlotScore || s == model.SlotControl || s == model.SlotGen) && !e.chunked() {
+		// Unchunked, a network's output model.Slot is its plan's output buffer: no copies.
 		p, err := e.plan(s)
 		if err != nil {
 			return nil, err
@@ -102,7 +107,7 @@ func (e *gpuEngine) buf(s slot) (*Buffer, error) {
 	return e.bufs[s], nil
 }
 
-func (e *gpuEngine) plan(net slot) (netPlan, error) {
+func (e *gpuEngine) plan(net model.Slot) (netPlan, error) {
 	if e.plans[net] == nil {
 		g := e.nets[net]
 		if g == nil {
@@ -124,7 +129,7 @@ func (e *gpuEngine) open() (*batch, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.b, e.used = b, map[[4]slot]bool{}
+		e.b, e.used = b, map[[4]model.Slot]bool{}
 	}
 	return e.b, nil
 }
@@ -140,7 +145,7 @@ func (e *gpuEngine) flush() error {
 	return b.submit()
 }
 
-func (e *gpuEngine) upload(s slot, v []float32) error {
+func (e *gpuEngine) upload(s model.Slot, v []float32) error {
 	if err := e.flush(); err != nil {
 		return err
 	}
@@ -151,10 +156,10 @@ func (e *gpuEngine) upload(s slot, v []float32) error {
 	return e.d.Upload(b, v)
 }
 
-func (e *gpuEngine) setX(v []float32) error     { return e.upload(sX, v) }
-func (e *gpuEngine) setNoise(v []float32) error { return e.upload(sNoise, v) }
+func (e *gpuEngine) SetX(v []float32) error     { return e.upload(model.SlotX, v) }
+func (e *gpuEngine) SetNoise(v []float32) error { return e.upload(model.SlotNoise, v) }
 
-func (e *gpuEngine) setTimes(t0, t1 float32) error {
+func (e *gpuEngine) SetTimes(t0, t1 float32) error {
 	if err := e.flush(); err != nil {
 		return err
 	}
@@ -170,7 +175,7 @@ func (e *gpuEngine) setTimes(t0, t1 float32) error {
 
 func (e *gpuEngine) chunked() bool { return e.chunk < e.n }
 
-func (e *gpuEngine) eval(net, x slot, tslot, lo, hi int) error {
+func (e *gpuEngine) Eval(net, x model.Slot, tslot, lo, hi int) error {
 	p, err := e.plan(net)
 	if err != nil {
 		return err
@@ -214,25 +219,25 @@ func copyRange(b *batch, src *Buffer, srcOff int, dst *Buffer, dstOff, n int) er
 	return wrapf(b.enc.CopyBufferToBuffer(src.buf, uint64(srcOff)*4, dst.buf, uint64(dstOff)*4, uint64(n)*4), "shaders: buffer copy")
 }
 
-func (e *gpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
-	key := [4]slot{dst, x, y, z}
+func (e *gpuEngine) Update(dst, x, y, z model.Slot, a, b, c float32) error {
+	key := [4]model.Slot{dst, x, y, z}
 	if e.used[key] {
 		// Its uniform is already read by the open batch.
 		if err := e.flush(); err != nil {
 			return err
 		}
 	}
-	if y == sNone {
+	if y == model.SlotNone {
 		b = 0
 	}
-	if z == sNone {
+	if z == model.SlotNone {
 		c = 0
 	}
 	o := e.ups[key]
 	if o == nil {
 		var bs [4]*Buffer
 		for i, s := range key {
-			if s == sNone {
+			if s == model.SlotNone {
 				continue
 			}
 			var err error
@@ -245,7 +250,7 @@ func (e *gpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
 			return err
 		}
 		if e.ups == nil {
-			e.ups = map[[4]slot]*op{}
+			e.ups = map[[4]model.Slot]*op{}
 		}
 		e.ups[key] = o
 	}
@@ -261,7 +266,7 @@ func (e *gpuEngine) update(dst, x, y, z slot, a, b, c float32) error {
 	return nil
 }
 
-func (e *gpuEngine) copy(dst, src slot) error {
+func (e *gpuEngine) Copy(dst, src model.Slot) error {
 	db, err := e.buf(dst)
 	if err != nil {
 		return err
@@ -277,7 +282,7 @@ func (e *gpuEngine) copy(dst, src slot) error {
 	return b.copy(sb, db, e.n*e.dim)
 }
 
-func (e *gpuEngine) endStep(step, total int) error {
+func (e *gpuEngine) EndStep(step, total int) error {
 	if err := e.flush(); err != nil {
 		return err
 	}
@@ -288,13 +293,13 @@ func (e *gpuEngine) endStep(step, total int) error {
 }
 
 // state reads x back after everything recorded so far (a preview).
-func (e *gpuEngine) state() ([]float32, error) { return e.result() }
+func (e *gpuEngine) State() ([]float32, error) { return e.Result() }
 
-func (e *gpuEngine) result() ([]float32, error) {
+func (e *gpuEngine) Result() ([]float32, error) {
 	if err := e.flush(); err != nil {
 		return nil, err
 	}
-	b, err := e.buf(sX)
+	b, err := e.buf(model.SlotX)
 	if err != nil {
 		return nil, err
 	}

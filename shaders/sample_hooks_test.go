@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"errors"
 	"fmt"
 	"math"
@@ -20,9 +21,9 @@ type hookLog struct {
 }
 
 // hooks returns SampleHooks that record into l; Progress returns stopErr at step stop (−1: never).
-func (l *hookLog) hooks(every, chunk, stop int, stopErr error) SampleHooks {
+func (l *hookLog) hooks(every, chunk, stop int, stopErr error) model.SampleHooks {
 	l.previews, l.atStep = map[int][]float32{}, map[int]int{}
-	return SampleHooks{
+	return model.SampleHooks{
 		Progress: func(step, total int, x []float32) error {
 			l.steps = append(l.steps, step)
 			l.atStep[step] = l.pauses
@@ -58,14 +59,14 @@ func netCalls(method string, steps int, control bool) int {
 }
 
 // randomNets returns random networks of arch a that move the points noticeably.
-func randomNets(tb testing.TB, a weights.Arch, seed uint64, control bool) CPUNets {
-	mk := func(s uint64) *Net {
+func randomNets(tb testing.TB, a weights.Arch, seed uint64, control bool) model.CPUNets {
+	mk := func(s uint64) *model.Net {
 		if a.Kind == "unet" {
 			return randomUNet(tb, a, s)
 		}
 		return randomMLP(tb, a, s, 2)
 	}
-	n := CPUNets{Score: mk(seed + 1), Gen: mk(seed + 3)}
+	n := model.CPUNets{Score: mk(seed + 1), Gen: mk(seed + 3)}
 	if control {
 		n.Control = mk(seed + 2)
 	}
@@ -80,7 +81,7 @@ type hookCase struct {
 var hookCases = []hookCase{{"gen", false}, {"sde", false}, {"ode", true}, {"ode", false}}
 
 // TestSampleHooksCPU: with random chunk sizes (always splitting the batch) and preview intervals,
-// SampleCPU gives bit-identical samples to an unhooked run; Progress sees steps 0 … total; previews
+// model.SampleCPU gives bit-identical samples to an unhooked run; Progress sees steps 0 … total; previews
 // come at steps 0, every, 2·every, … < total and hold the state of the float64 reference stopped
 // after that many steps (and not that of the step before); Pause follows every network call of
 // every chunk.
@@ -93,18 +94,18 @@ func TestSampleHooksCPU(t *testing.T) {
 			nets := randomNets(t, a, r.Uint64(), c.control)
 			n := 2 + r.IntN(6)
 			chunk, every := 1+r.IntN(n-1), 1+r.IntN(3)
-			o := SampleOptions{Points: n, Steps: 1 + r.IntN(5), Method: c.method, Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
+			o := model.SampleOptions{Points: n, Steps: 1 + r.IntN(5), Method: c.method, Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
 			total := o.Steps
 			if c.method == "gen" {
 				total = 1
 			}
 			name := fmt.Sprintf("%s %s control=%v n=%d N=%d chunk=%d every=%d", a.Kind, c.method, c.control, n, total, chunk, every)
-			want, err := SampleCPU(nets, o, SampleHooks{})
+			want, err := model.SampleCPU(nets.Nets(), o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var l hookLog
-			got, err := SampleCPU(nets, o, l.hooks(every, chunk, -1, nil))
+			got, err := model.SampleCPU(nets.Nets(), o, l.hooks(every, chunk, -1, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +138,7 @@ func seq(lo, hi, step int) []int {
 // checkPreviews compares the previews with the float64 reference stopped at their steps, within
 // tol, and checks that the reference moved more than that since the step before (so a preview one
 // step late or early would fail).
-func checkPreviews(t *testing.T, name string, got map[int][]float32, steps []int, nets CPUNets, o SampleOptions, tol float64) {
+func checkPreviews(t *testing.T, name string, got map[int][]float32, steps []int, nets model.CPUNets, o model.SampleOptions, tol float64) {
 	t.Helper()
 	if len(got) != len(steps) {
 		keys := []int{}
@@ -177,7 +178,7 @@ func checkPreviews(t *testing.T, name string, got map[int][]float32, steps []int
 	}
 }
 
-// TestSampleHooksStop: an error from Progress at a random step stops SampleCPU there (no later
+// TestSampleHooksStop: an error from Progress at a random step stops model.SampleCPU there (no later
 // step, no later network call) and comes back unchanged.
 func TestSampleHooksStop(t *testing.T) {
 	seed := rand.Uint64()
@@ -188,9 +189,9 @@ func TestSampleHooksStop(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		n, N := 2+r.IntN(9), 2+r.IntN(6)
 		chunk, stop := 1+r.IntN(n), r.IntN(N+1)
-		o := SampleOptions{Points: n, Steps: N, Method: "sde", Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		o := model.SampleOptions{Points: n, Steps: N, Method: "sde", Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
 		var l hookLog
-		pts, err := SampleCPU(nets, o, l.hooks(1, chunk, stop, stopErr))
+		pts, err := model.SampleCPU(nets.Nets(), o, l.hooks(1, chunk, stop, stopErr))
 		if !errors.Is(err, stopErr) || pts != nil {
 			t.Fatalf("stop at %d of %d: got %d points, error %v; want none and %v", stop, N, len(pts), err, stopErr)
 		}
@@ -205,18 +206,18 @@ func TestSampleHooksStop(t *testing.T) {
 
 func TestSampleHooksErrors(t *testing.T) {
 	nets := sampleNets(t, 9)
-	o := SampleOptions{Points: 4, Steps: 2, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-	for _, h := range []SampleHooks{{Chunk: -1}, {PreviewEvery: -2}} {
-		if _, err := SampleCPU(nets, o, h); err == nil || !strings.Contains(err.Error(), "must be ≥ 0") {
+	o := model.SampleOptions{Points: 4, Steps: 2, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+	for _, h := range []model.SampleHooks{{Chunk: -1}, {PreviewEvery: -2}} {
+		if _, err := model.SampleCPU(nets.Nets(), o, h); err == nil || !strings.Contains(err.Error(), "must be ≥ 0") {
 			t.Errorf("SampleCPU with %+v: %v", h, err)
 		}
 	}
 	// A chunk larger than the batch is the whole batch.
-	want, err := SampleCPU(nets, o, SampleHooks{})
+	want, err := model.SampleCPU(nets.Nets(), o, model.SampleHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := SampleCPU(nets, o, SampleHooks{Chunk: 1000})
+	got, err := model.SampleCPU(nets.Nets(), o, model.SampleHooks{Chunk: 1000})
 	if err != nil || maxAbsDiff(got, want) != 0 {
 		t.Errorf("chunk > points: diff %v, error %v", maxAbsDiff(got, want), err)
 	}
@@ -239,7 +240,7 @@ func TestSampleHooksGPU(t *testing.T) {
 		cpu := randomNets(t, tc.a, r.Uint64(), true)
 		var g Nets
 		for _, p := range []struct {
-			src *Net
+			src *model.Net
 			dst **GPUNet
 		}{{cpu.Score, &g.Score}, {cpu.Control, &g.Control}, {cpu.Gen, &g.Gen}} {
 			gn, err := NewGPUNet(d, p.src)
@@ -254,17 +255,17 @@ func TestSampleHooksGPU(t *testing.T) {
 			if !c.control {
 				cn.Control, gn.Control = nil, nil
 			}
-			o := SampleOptions{Points: tc.n, Steps: 3, Method: c.method, Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
+			o := model.SampleOptions{Points: tc.n, Steps: 3, Method: c.method, Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
 			total := o.Steps
 			if c.method == "gen" {
 				total = 1
 			}
 			name := fmt.Sprintf("%s %s control=%v n=%d chunk=%d", tc.a.Kind, c.method, c.control, tc.n, tc.chunk)
-			want, err := SampleCPU(cn, o, SampleHooks{})
+			want, err := model.SampleCPU(cn.Nets(), o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			plain, err := SampleGPU(d, gn, o, SampleHooks{})
+			plain, err := SampleGPU(d, gn, o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +289,7 @@ func TestSampleHooksGPU(t *testing.T) {
 		}
 		// Stop from the preview at step 2 of 3: the error comes back and the device still samples.
 		stopErr := errors.New("stop here")
-		o := SampleOptions{Points: tc.n, Steps: 3, Method: "sde", Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		o := model.SampleOptions{Points: tc.n, Steps: 3, Method: "sde", Seed: r.Uint64(), Beta0: 0.1, Beta1: 4, SigmaV: 1}
 		var l hookLog
 		if pts, err := SampleGPU(d, g, o, l.hooks(1, tc.chunk, 2, stopErr)); !errors.Is(err, stopErr) || pts != nil {
 			t.Errorf("%s stop: %d points, error %v; want none and %v", tc.a.Kind, len(pts), err, stopErr)
@@ -296,52 +297,8 @@ func TestSampleHooksGPU(t *testing.T) {
 		if fmt.Sprint(l.steps) != "[0 1 2]" || len(l.previews) != 3 {
 			t.Errorf("%s stop: steps %v, %d previews", tc.a.Kind, l.steps, len(l.previews))
 		}
-		if _, err := SampleGPU(d, g, o, SampleHooks{Chunk: tc.chunk}); err != nil {
+		if _, err := SampleGPU(d, g, o, model.SampleHooks{Chunk: tc.chunk}); err != nil {
 			t.Errorf("%s: sampling after a stopped run: %v", tc.a.Kind, err)
 		}
-	}
-}
-
-// TestSampleChunks checks the chunk sizes the browser client asks for.
-func TestSampleChunks(t *testing.T) {
-	// A U-Net with levels of 4 channels at 4×4 and 8 at 2×2: the up path concatenates 8 + 8 = 16
-	// channels at 2×2, upsamples the 8 to 4×4 and concatenates the 4 of the skip: 12·16 = 192 values.
-	tinyUNet := weights.Arch{Kind: "unet", Dim: 2 * 4 * 4, Channels: 2, Height: 4, Width: 4, Base: 4,
-		Mults: []int{1, 2}, ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 3}
-	tinyMLP := weights.Arch{Kind: "mlp", Dim: 3, Hidden: 16, Layers: 2, Fourier: 4}
-	if got := rowValues(tinyUNet); got != 192 {
-		t.Errorf("rowValues(tinyUNet) = %d, want 192", got)
-	}
-	if got := rowValues(tinyMLP); got != 16 {
-		t.Errorf("rowValues(tinyMLP) = %d, want 16", got)
-	}
-	mnist := weights.Arch{Kind: "unet", Dim: 784, Channels: 1, Height: 28, Width: 28, Base: 16, Mults: []int{1, 2, 2},
-		ResBlocks: 1, Groups: 8, TimeEmb: 64, Fourier: 16}
-	// Levels of 16, 32, 32 channels; at 28×28 the up path concatenates 32 + 16 = 48 channels.
-	if got := rowValues(mnist); got != 48*28*28 {
-		t.Errorf("rowValues(mnist) = %d, want %d", got, 48*28*28)
-	}
-	if got := GPUChunk(mnist, 128<<20); got != (64<<20)/(4*48*28*28) {
-		t.Errorf("GPUChunk(mnist, 128 MiB) = %d", got)
-	}
-	if got := GPUChunk(mnist, 1000); got != 1 {
-		t.Errorf("GPUChunk with a tiny limit = %d, want 1", got)
-	}
-	if got := GPUChunk(tinyMLP, 1<<40); got != MaxPoints {
-		t.Errorf("GPUChunk with a huge limit = %d, want MaxPoints", got)
-	}
-	f := rowFLOPs(mnist)
-	if f != UNetFLOPs(mnist) || f < 40e6 || f > 60e6 {
-		t.Errorf("rowFLOPs(mnist) = %d, want UNetFLOPs ≈ 47e6", f)
-	}
-	// MLP 3+8 → 16 → 16 → 3: 2·(11·16 + 16·16 + 16·3).
-	if got := rowFLOPs(tinyMLP); got != 2*(11*16+16*16+16*3) {
-		t.Errorf("rowFLOPs(tinyMLP) = %d", got)
-	}
-	if got := CPUChunk(mnist, 3*f+1); got != 3 {
-		t.Errorf("CPUChunk(mnist, 3 rows' FLOPs) = %d, want 3", got)
-	}
-	if got := CPUChunk(mnist, 1); got != 1 {
-		t.Errorf("CPUChunk below one row = %d, want 1", got)
 	}
 }

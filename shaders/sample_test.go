@@ -1,21 +1,22 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 )
 
-// sampleTol bounds max|SampleGPU − SampleCPU| and max|SampleCPU − literal float64 reference|.
+// sampleTol bounds max|SampleGPU − model.SampleCPU| and max|model.SampleCPU − literal float64 reference|.
 const sampleTol = 1e-4
 
 var sampleArch = testArchs[0]
 
 // sampleNets returns random networks with non-zero output layers (scaled so they move the points
 // noticeably) on the CPU.
-func sampleNets(tb testing.TB, seed uint64) CPUNets {
-	return CPUNets{
+func sampleNets(tb testing.TB, seed uint64) model.CPUNets {
+	return model.CPUNets{
 		Score:   randomMLP(tb, sampleArch, seed+1, 2),
 		Control: randomMLP(tb, sampleArch, seed+2, 2),
 		Gen:     randomMLP(tb, sampleArch, seed+3, 2),
@@ -24,12 +25,12 @@ func sampleNets(tb testing.TB, seed uint64) CPUNets {
 
 // literalSample is the samplers exactly as the shared conventions state them, in float64 state
 // (the networks still take float32 inputs), independent of runSampler.
-func literalSample(nets CPUNets, o SampleOptions) []float64 {
+func literalSample(nets model.CPUNets, o model.SampleOptions) []float64 {
 	return literalSampleTo(nets, o, max(1, o.Steps))
 }
 
 // literalSampleTo is literalSample stopped after stop steps: the state a preview at step stop shows.
-func literalSampleTo(nets CPUNets, o SampleOptions, stop int) []float64 {
+func literalSampleTo(nets model.CPUNets, o model.SampleOptions, stop int) []float64 {
 	dim := nets.Score.Arch.Dim
 	if o.Method == "gen" {
 		dim = nets.Gen.Arch.Dim
@@ -42,7 +43,7 @@ func literalSampleTo(nets CPUNets, o SampleOptions, stop int) []float64 {
 	}
 	beta := func(t float64) float64 { return o.Beta0 + (o.Beta1-o.Beta0)*t }
 	g2 := func(t float64) float64 { return o.SigmaV * o.SigmaV * beta(t) }
-	net := func(m *Net, t float64, x []float64) []float64 {
+	net := func(m *model.Net, t float64, x []float64) []float64 {
 		if m == nil {
 			return make([]float64, len(x))
 		}
@@ -125,13 +126,13 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		steps   int
 		control bool
 	}{{"sde", 17, false}, {"ode", 11, true}, {"ode", 6, false}, {"gen", 1, false}, {"sde", 1, false}, {"ode", 1, true}} {
-		o := SampleOptions{Points: 50, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		o := model.SampleOptions{Points: 50, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
 		n := nets
 		if !c.control {
 			n.Control = nil
 		}
 		calls := 0
-		got, err := SampleCPU(n, o, SampleHooks{Progress: func(step, total int, x []float32) error {
+		got, err := model.SampleCPU(n.Nets(), o, model.SampleHooks{Progress: func(step, total int, x []float32) error {
 			if step != calls || total != max(1, map[bool]int{true: 1, false: c.steps}[c.method == "gen"]) || x != nil {
 				t.Errorf("%s: progress(%d, %d, %d values) at call %d", c.method, step, total, len(x), calls)
 			}
@@ -151,9 +152,9 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		}
 		// The networks must matter, or the comparison would not see a wrong network call.
 		zero := n
-		for _, m := range []**Net{&zero.Score, &zero.Control, &zero.Gen} {
+		for _, m := range []**model.Net{&zero.Score, &zero.Control, &zero.Gen} {
 			if *m != nil {
-				z := &Net{Arch: (*m).Arch, Params: map[string][]float32{}}
+				z := &model.Net{Arch: (*m).Arch, Params: map[string][]float32{}}
 				for k, v := range (*m).Params {
 					z.Params[k] = v
 				}
@@ -166,7 +167,7 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		for i := range base {
 			moved = math.Max(moved, math.Abs(base[i]-want[i]))
 		}
-		t.Logf("%s N=%d control=%v: max|SampleCPU − literal| = %.3g; networks move points by up to %.3g", c.method, c.steps, c.control, diff, moved)
+		t.Logf("%s N=%d control=%v: max|model.SampleCPU − literal| = %.3g; networks move points by up to %.3g", c.method, c.steps, c.control, diff, moved)
 		if diff > sampleTol || math.IsNaN(diff) {
 			t.Errorf("%s N=%d control=%v: max abs diff %.3g > %g", c.method, c.steps, c.control, diff, sampleTol)
 		}
@@ -200,17 +201,17 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 		points  int
 		control bool
 	}{{"sde", 20, 37, false}, {"ode", 12, 37, true}, {"ode", 5, 64, false}, {"gen", 1, 301, false}, {"sde", 1, 5, false}} {
-		o := SampleOptions{Points: c.points, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		o := model.SampleOptions{Points: c.points, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
 		g, cpu := gn, cn
 		if !c.control {
 			g.Control, cpu.Control = nil, nil
 		}
-		want, err := SampleCPU(cpu, o, SampleHooks{})
+		want, err := model.SampleCPU(cpu.Nets(), o, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		steps := 0
-		got, err := SampleGPU(d, g, o, SampleHooks{Progress: func(step, total int, _ []float32) error { steps = step; return nil }})
+		got, err := SampleGPU(d, g, o, model.SampleHooks{Progress: func(step, total int, _ []float32) error { steps = step; return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,56 +228,56 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 
 func TestSampleOptionErrors(t *testing.T) {
 	nets := sampleNets(t, 7)
-	good := SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-	if _, err := SampleCPU(nets, good, SampleHooks{}); err != nil {
+	good := model.SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+	if _, err := model.SampleCPU(nets.Nets(), good, model.SampleHooks{}); err != nil {
 		t.Fatalf("valid options rejected: %v", err)
 	}
-	bad := map[string]func(o *SampleOptions, n *CPUNets){
-		"points":  func(o *SampleOptions, _ *CPUNets) { o.Points = 0 },
-		"points ": func(o *SampleOptions, _ *CPUNets) { o.Points = MaxPoints + 1 },
-		"steps":   func(o *SampleOptions, _ *CPUNets) { o.Steps = 0 },
-		"unknown": func(o *SampleOptions, _ *CPUNets) { o.Method = "euler" },
-		"finite":  func(o *SampleOptions, _ *CPUNets) { o.Beta1 = math.NaN() },
-		"β0, β1":  func(o *SampleOptions, _ *CPUNets) { o.Beta0 = -1 },
-		"σ_v":     func(o *SampleOptions, _ *CPUNets) { o.SigmaV = 0 },
-		"score":   func(_ *SampleOptions, n *CPUNets) { n.Score = nil },
-		"generator": func(o *SampleOptions, n *CPUNets) {
+	bad := map[string]func(o *model.SampleOptions, n *model.CPUNets){
+		"points":  func(o *model.SampleOptions, _ *model.CPUNets) { o.Points = 0 },
+		"points ": func(o *model.SampleOptions, _ *model.CPUNets) { o.Points = model.MaxPoints + 1 },
+		"steps":   func(o *model.SampleOptions, _ *model.CPUNets) { o.Steps = 0 },
+		"unknown": func(o *model.SampleOptions, _ *model.CPUNets) { o.Method = "euler" },
+		"finite":  func(o *model.SampleOptions, _ *model.CPUNets) { o.Beta1 = math.NaN() },
+		"β0, β1":  func(o *model.SampleOptions, _ *model.CPUNets) { o.Beta0 = -1 },
+		"σ_v":     func(o *model.SampleOptions, _ *model.CPUNets) { o.SigmaV = 0 },
+		"score":   func(_ *model.SampleOptions, n *model.CPUNets) { n.Score = nil },
+		"generator": func(o *model.SampleOptions, n *model.CPUNets) {
 			o.Method = "gen"
 			n.Gen = nil
 		},
-		"dimension": func(o *SampleOptions, n *CPUNets) {
+		"dimension": func(o *model.SampleOptions, n *model.CPUNets) {
 			o.Method = "ode"
 			n.Control = randomMLP(t, testArchs[1], 3, 1)
 		},
-		"parameter": func(_ *SampleOptions, n *CPUNets) {
-			n.Score = &Net{Arch: sampleArch, Params: map[string][]float32{}}
+		"parameter": func(_ *model.SampleOptions, n *model.CPUNets) {
+			n.Score = &model.Net{Arch: sampleArch, Params: map[string][]float32{}}
 		},
 	}
 	for want, f := range bad {
 		o, n := good, nets
 		f(&o, &n)
-		_, err := SampleCPU(n, o, SampleHooks{})
+		_, err := model.SampleCPU(n.Nets(), o, model.SampleHooks{})
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
 			t.Errorf("%s: got error %v", want, err)
 		}
 	}
 	// Gen ignores Steps; ode works without a control network.
-	if _, err := SampleCPU(nets, SampleOptions{Points: 3, Method: "gen", Beta0: 0.1, Beta1: 20, SigmaV: 1}, SampleHooks{}); err != nil {
+	if _, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: 3, Method: "gen", Beta0: 0.1, Beta1: 20, SigmaV: 1}, model.SampleHooks{}); err != nil {
 		t.Errorf("gen with Steps = 0: %v", err)
 	}
-	if _, err := SampleGPU(nil, Nets{}, good, SampleHooks{}); err == nil {
+	if _, err := SampleGPU(nil, Nets{}, good, model.SampleHooks{}); err == nil {
 		t.Error("SampleGPU with a nil device gave no error")
 	}
 }
 
 func TestSampleGPUErrors(t *testing.T) {
 	d := gpu(t)
-	o := SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-	if _, err := SampleGPU(d, Nets{}, o, SampleHooks{}); err == nil || !strings.Contains(err.Error(), "score") {
+	o := model.SampleOptions{Points: 10, Steps: 4, Method: "sde", Seed: 1, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+	if _, err := SampleGPU(d, Nets{}, o, model.SampleHooks{}); err == nil || !strings.Contains(err.Error(), "score") {
 		t.Errorf("missing score: %v", err)
 	}
 	o.Method = "gen"
-	if _, err := SampleGPU(d, Nets{}, o, SampleHooks{}); err == nil || !strings.Contains(err.Error(), "generator") {
+	if _, err := SampleGPU(d, Nets{}, o, model.SampleHooks{}); err == nil || !strings.Contains(err.Error(), "generator") {
 		t.Errorf("missing generator: %v", err)
 	}
 }
@@ -285,7 +286,7 @@ func TestNoiseStreamConvention(t *testing.T) {
 	seed := rand.Uint64()
 	r := rand.New(rand.NewPCG(seed, 0x4153424D))
 	got := make([]float32, 16)
-	FillNoise(NoiseStream(seed), got)
+	model.NewNoise(seed).Fill(got)
 	for i, g := range got {
 		if w := float32(r.NormFloat64()); g != w {
 			t.Fatalf("value %d: %v, the convention gives %v", i, g, w)

@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	_ "embed"
 	"fmt"
 	"math"
@@ -86,7 +87,7 @@ type Trainer struct {
 	cfg    AdamW
 	names  []string
 	sizes  []int
-	p, g   []*Buffer // parameters and gradients, ParamShapes order
+	p, g   []*Buffer // parameters and gradients, model.ParamShapes order
 	m, v   []*Buffer // AdamW moments
 	ema    []*Buffer
 	adam   []*op // one AdamW + EMA op per parameter
@@ -102,17 +103,17 @@ type Trainer struct {
 
 // NewTrainer uploads a copy of m's parameters to d as the starting point; the EMA starts equal to
 // them and the optimiser is fresh.
-func NewTrainer(d *Device, m *Net, cfg AdamW) (*Trainer, error) {
+func NewTrainer(d *Device, m *model.Net, cfg AdamW) (*Trainer, error) {
 	if err := d.usable(); err != nil {
 		return nil, err
 	}
-	if err := checkParams(m); err != nil {
+	if err := m.Check(); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	names, shapes := ParamShapes(m.Arch)
+	names, shapes := model.ParamShapes(m.Arch)
 	tm := &Trainer{d: d, arch: m.Arch, cfg: cfg, names: names, plans: map[int]*trainPlan{}}
 	err := d.scoped("creating a Trainer", func() error {
 		for i, name := range names {
@@ -228,7 +229,7 @@ func (tm *Trainer) Steps() int { return tm.step }
 // Names returns the parameter names in ParamShapes order (the order of State's slices).
 func (tm *Trainer) Names() []string { return append([]string(nil), tm.names...) }
 
-// Eval evaluates the current parameters on n = len(t) rows of x (n×Dim), like Net.ForwardCPU.
+// Eval evaluates the current parameters on n = len(t) rows of x (n×Dim), like model.Net.ForwardCPU.
 func (tm *Trainer) Eval(t, x []float32) ([]float32, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
@@ -309,7 +310,7 @@ func (tm *Trainer) newPlan(n int) (*trainPlan, error) {
 func (tm *Trainer) mlpPasses(b *planBuilder, p *trainPlan) (out *Buffer, backward func(dout *Buffer)) {
 	d, a, n := tm.d, tm.arch, p.n
 	L, H, D := a.Layers, a.Hidden, a.Dim
-	in0 := InputWidth(a)
+	in0 := model.InputWidth(a)
 	feat := b.get(n * in0)
 	z := make([]*Buffer, L)
 	h := make([]*Buffer, L)
@@ -530,17 +531,17 @@ func (tm *Trainer) SetState(s *TrainState) error {
 	return nil
 }
 
-// Params reads back the current parameters as a Net.
-func (tm *Trainer) Params() (*Net, error) { return tm.export(tm.p) }
+// Params reads back the current parameters as a model.Net.
+func (tm *Trainer) Params() (*model.Net, error) { return tm.export(tm.p) }
 
-// EMAParams reads back the EMA parameters as a Net.
-func (tm *Trainer) EMAParams() (*Net, error) { return tm.export(tm.ema) }
+// EMAParams reads back the EMA parameters as a model.Net.
+func (tm *Trainer) EMAParams() (*model.Net, error) { return tm.export(tm.ema) }
 
-func (tm *Trainer) export(bs []*Buffer) (*Net, error) {
+func (tm *Trainer) export(bs []*Buffer) (*model.Net, error) {
 	if err := tm.usable(); err != nil {
 		return nil, err
 	}
-	m := &Net{Arch: tm.arch, Params: make(map[string][]float32, len(bs))}
+	m := &model.Net{Arch: tm.arch, Params: make(map[string][]float32, len(bs))}
 	for i, b := range bs {
 		v, err := tm.d.Read(b)
 		if err != nil {

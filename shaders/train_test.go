@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -152,7 +153,7 @@ func TestTrainerLossAndDeterminism(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		eval func(t, x []float32) ([]float32, error)
-		get  func() (*Net, error)
+		get  func() (*model.Net, error)
 	}{{"Eval", engines[0].Eval, engines[0].Params}, {"EMAEval", engines[0].EMAEval, engines[0].EMAParams}} {
 		got, err := c.eval(tv, x)
 		if err != nil {
@@ -241,7 +242,7 @@ func TestTrainerStateAndErrors(t *testing.T) {
 	if err := a.SetLR(math.NaN()); err == nil {
 		t.Error("SetLR accepted NaN")
 	}
-	if _, err := NewTrainer(d, &Net{Arch: trainArch}, cfg); err == nil {
+	if _, err := NewTrainer(d, &model.Net{Arch: trainArch}, cfg); err == nil {
 		t.Error("NewTrainer accepted an MLP without parameters")
 	}
 	a.Close()

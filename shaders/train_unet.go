@@ -1,6 +1,10 @@
 package shaders
 
-import "errors"
+import (
+	"errors"
+
+	"asbm/model"
+)
 
 // The U-Net's training passes (unet.go for the network, unet_gpu.go for the forward walk): the
 // forward keeps every activation, the backward walks UNetOps in reverse and writes the gradient of
@@ -43,37 +47,37 @@ func (w *unetWalk) backward(dout *Buffer) {
 		hw := op.H * op.W
 		sv := &w.saved[i]
 		switch op.Kind {
-		case OpOut:
+		case model.OpOut:
 			w.add(d.convBackwardWeightsOp(w.G("out.w"), w.G("out.b"), dh, sv.s1, n, op.In, op.Out, op.H, op.W, 3))
 			ds := w.get(n * op.In * hw)
 			w.add(d.convBackwardDataOp(ds, dh, w.P("out.w"), n, op.In, op.Out, op.H, op.W, 3))
 			w.put(dh)
 			dh = w.gnSiLUBackward(ds, sv.a1, sv.x, sv.m1, sv.rs1, "out.gn", op.In, op)
-		case OpUp:
+		case model.OpUp:
 			dx := w.get(n * op.In * hw)
 			w.add(d.resampleOp(resampleUpBackward, dx, dh, n, op.In, op.H, op.W))
 			w.put(dh)
 			dh = dx
-		case OpConcat:
+		case model.OpConcat:
 			da, ds := w.get(n*op.In*hw), w.get(n*op.Skip*hw)
 			w.addAll(d.splitOps(da, ds, dh, n, op.In, op.Skip, hw))
 			w.put(dh)
 			dh = da
 			dskips = append(dskips, ds)
-		case OpRes:
+		case model.OpRes:
 			dh = w.resBlockBackward(i, op, dh)
-		case OpPool:
+		case model.OpPool:
 			dx := w.get(n * op.In * hw)
 			w.add(d.resampleOp(resamplePoolBackward, dx, dh, n, op.In, op.H, op.W))
 			w.put(dh)
 			dh = dx
-		case OpPush:
+		case model.OpPush:
 			// The pushed h fed both the next op and a concat: its gradient is the sum.
 			ds := dskips[len(dskips)-1]
 			dskips = dskips[:len(dskips)-1]
 			w.add(d.addOp(dh, ds, n*op.In*hw))
 			w.put(ds)
-		case OpConvIn:
+		case model.OpConvIn:
 			w.add(d.convBackwardWeightsOp(w.G("in.w"), w.G("in.b"), dh, w.input, n, op.In, op.Out, op.H, op.W, 3))
 			w.put(dh)
 		}
@@ -83,7 +87,7 @@ func (w *unetWalk) backward(dout *Buffer) {
 
 // gnSiLUBackward records the gradient through s = SiLU(a), a = GN(x; prefix.g, prefix.b) given
 // ds = ∂L/∂s (recycled), writing the group norm's parameter gradients, and returns ∂L/∂x.
-func (w *unetWalk) gnSiLUBackward(ds, a, x, mean, rstd *Buffer, prefix string, c int, op UNetOp) *Buffer {
+func (w *unetWalk) gnSiLUBackward(ds, a, x, mean, rstd *Buffer, prefix string, c int, op model.UNetOp) *Buffer {
 	d, n := w.d, w.n
 	size := n * c * op.H * op.W
 	da := w.get(size)
@@ -98,7 +102,7 @@ func (w *unetWalk) gnSiLUBackward(ds, a, x, mean, rstd *Buffer, prefix string, c
 
 // resBlockBackward records the gradients of residual block i given dy = ∂L/∂y (recycled) and
 // returns ∂L/∂x; ∂L/∂e is accumulated into w.de.
-func (w *unetWalk) resBlockBackward(i int, op UNetOp, dy *Buffer) *Buffer {
+func (w *unetWalk) resBlockBackward(i int, op model.UNetOp, dy *Buffer) *Buffer {
 	d, n, hw := w.d, w.n, op.H*op.W
 	p := op.Block + "."
 	sv := &w.saved[i]

@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -8,7 +9,7 @@ import (
 
 // unetLoss is the training loss mean_{i,j}(w_i·f_ij − y_ij)² of the plain-Go forward pass, summed in
 // float64.
-func unetLoss(m *Net, t, x, w, y []float32) float64 {
+func unetLoss(m *model.Net, t, x, w, y []float32) float64 {
 	f := m.ForwardCPU(t, x)
 	D := m.Arch.Dim
 	var s float64
@@ -194,7 +195,7 @@ func TestTrainerUNetStep(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		eval func(t, x []float32) ([]float32, error)
-		ref  *Net
+		ref  *model.Net
 	}{{"Eval", ta.Eval, cur}, {"EMAEval", ta.EMAEval, avg}} {
 		got, err := c.eval(tv, x)
 		if err != nil {

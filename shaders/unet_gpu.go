@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"fmt"
 
 	"asbm/weights"
@@ -92,7 +93,7 @@ type unetWalk struct {
 	*planBuilder
 	a     weights.Arch
 	n     int
-	steps []UNetOp
+	steps []model.UNetOp
 	param func(name string) *Buffer
 	grad  func(name string) *Buffer // training only
 	train bool
@@ -100,11 +101,11 @@ type unetWalk struct {
 	e                *Buffer // the time embedding, n×TimeEmb
 	feat, z1, h1, z2 *Buffer // training: the time MLP's input and pre-activations
 	saved            []unetSaved
-	input            *Buffer // training: the network input x (OpConvIn's)
+	input            *Buffer // training: the network input x (model.OpConvIn's)
 	de               *Buffer // training: ∂L/∂e, summed over the blocks
 }
 
-// unetSaved is what a training forward keeps of one op (OpRes; OpOut uses x, a1, s1, m1, rs1):
+// unetSaved is what a training forward keeps of one op (model.OpRes; model.OpOut uses x, a1, s1, m1, rs1):
 // the block input x, GN outputs a, SiLU outputs s, conv1 + time bias output r1, GN statistics.
 type unetSaved struct {
 	x, a1, s1, r1, a2, s2 *Buffer
@@ -112,7 +113,7 @@ type unetSaved struct {
 }
 
 func newUNetWalk(b *planBuilder, a weights.Arch, n int, param func(string) *Buffer) *unetWalk {
-	steps := UNetOps(a)
+	steps := model.UNetOps(a)
 	return &unetWalk{planBuilder: b, a: a, n: n, steps: steps, param: param, saved: make([]unetSaved, len(steps))}
 }
 
@@ -155,11 +156,11 @@ func (w *unetWalk) timeEmbedding(feat *Buffer) {
 
 // gnSiLU records a = GN(x; prefix.g, prefix.b), s = SiLU(a) over c channels of hw values; a and the
 // statistics are returned for the training backward (and recycled by the caller otherwise).
-func (w *unetWalk) gnSiLU(x *Buffer, prefix string, c int, op UNetOp) (a, s, mean, rstd *Buffer) {
+func (w *unetWalk) gnSiLU(x *Buffer, prefix string, c int, op model.UNetOp) (a, s, mean, rstd *Buffer) {
 	d, n := w.d, w.n
 	size := n * c * op.H * op.W
 	a, mean, rstd = w.get(size), w.get(n*w.a.Groups), w.get(n*w.a.Groups)
-	w.add(d.groupNormOp(a, mean, rstd, x, w.P(prefix+".g"), w.P(prefix+".b"), n, c, op.H, op.W, w.a.Groups, GroupNormEps))
+	w.add(d.groupNormOp(a, mean, rstd, x, w.P(prefix+".g"), w.P(prefix+".b"), n, c, op.H, op.W, w.a.Groups, model.GroupNormEps))
 	s = w.get(size)
 	w.add(d.siluOp(s, nil, a, size))
 	return a, s, mean, rstd
@@ -167,7 +168,7 @@ func (w *unetWalk) gnSiLU(x *Buffer, prefix string, c int, op UNetOp) (a, s, mea
 
 // resBlock records one residual block (unet.go) on x and returns its output; x is left to the
 // caller.
-func (w *unetWalk) resBlock(i int, op UNetOp, x *Buffer) *Buffer {
+func (w *unetWalk) resBlock(i int, op model.UNetOp, x *Buffer) *Buffer {
 	d, n, hw := w.d, w.n, op.H*op.W
 	p := op.Block + "."
 	nOut := n * op.Out * hw
@@ -199,7 +200,7 @@ func (w *unetWalk) resBlock(i int, op UNetOp, x *Buffer) *Buffer {
 	return y
 }
 
-// forward records the walk of UNetOps after OpConvIn, whose output is h0, and returns the network's
+// forward records the walk of UNetOps after model.OpConvIn, whose output is h0, and returns the network's
 // output buffer (n×Dim). timeEmbedding must have run.
 func (w *unetWalk) forward(h0 *Buffer) *Buffer {
 	d, n := w.d, w.n
@@ -215,26 +216,26 @@ func (w *unetWalk) forward(h0 *Buffer) *Buffer {
 	for i, op := range w.steps {
 		hw := op.H * op.W
 		switch op.Kind {
-		case OpConvIn:
+		case model.OpConvIn:
 			// Recorded by the caller (its input differs between plans).
-		case OpRes:
+		case model.OpRes:
 			y := w.resBlock(i, op, h)
 			done(h)
 			h = y
-		case OpPush:
+		case model.OpPush:
 			skips = append(skips, h)
 			pinned[h] = true
-		case OpPool:
+		case model.OpPool:
 			y := w.get(n * op.In * hw / 4)
 			w.add(d.resampleOp(resamplePool, y, h, n, op.In, op.H, op.W))
 			done(h)
 			h = y
-		case OpUp:
+		case model.OpUp:
 			y := w.get(n * op.In * hw * 4)
 			w.add(d.resampleOp(resampleUp, y, h, n, op.In, op.H, op.W))
 			done(h)
 			h = y
-		case OpConcat:
+		case model.OpConcat:
 			s := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
 			y := w.get(n * op.Out * hw)
@@ -243,7 +244,7 @@ func (w *unetWalk) forward(h0 *Buffer) *Buffer {
 			delete(pinned, s)
 			done(s)
 			h = y
-		case OpOut:
+		case model.OpOut:
 			// out = conv3x3(SiLU(GN(h; out.gn))).
 			sv := &w.saved[i]
 			sv.x = h
@@ -268,7 +269,7 @@ type unetPlan struct {
 	out      *Buffer
 	body     []*op
 	entries  map[featKey][2]*op
-	convIn   UNetOp
+	convIn   model.UNetOp
 }
 
 func (g *GPUNet) newUNetPlan(n int) (*unetPlan, error) {

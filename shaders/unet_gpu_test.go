@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -25,14 +26,14 @@ var testUNets = []weights.Arch{
 
 // randomUNet is a U-Net with every parameter random and non-zero (the output conv included, group
 // norm scales around 1 and shifts around 0), so engine comparisons see every term.
-func randomUNet(tb testing.TB, a weights.Arch, seed uint64) *Net {
+func randomUNet(tb testing.TB, a weights.Arch, seed uint64) *model.Net {
 	tb.Helper()
-	m, err := NewNet(a, seed)
+	m, err := model.NewNet(a, seed)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(seed, 77))
-	names, shapes := ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	fan := 1
 	for i, name := range names {
 		sh := shapes[i]
@@ -44,7 +45,7 @@ func randomUNet(tb testing.TB, a weights.Arch, seed uint64) *Net {
 			copy(p, uniforms(r, len(p), -0.5, 0.5))
 		default:
 			if len(sh) > 1 {
-				fan = numel(sh) / sh[0]
+				fan = len(p) / sh[0]
 				if len(sh) == 2 {
 					fan = sh[0]
 				}
@@ -132,7 +133,7 @@ func TestGPUUNetErrors(t *testing.T) {
 	d := gpu(t)
 	a := testUNets[0]
 	m := randomUNet(t, a, 3)
-	bad := &Net{Arch: a, Params: map[string][]float32{}}
+	bad := &model.Net{Arch: a, Params: map[string][]float32{}}
 	for k, v := range m.Params {
 		bad.Params[k] = v
 	}
@@ -146,7 +147,7 @@ func TestGPUUNetErrors(t *testing.T) {
 	}
 	badArch := a
 	badArch.Groups = 3 // 4 channels do not split into 3 groups
-	if _, err := NewGPUNet(d, &Net{Arch: badArch, Params: m.Params}); err == nil {
+	if _, err := NewGPUNet(d, &model.Net{Arch: badArch, Params: m.Params}); err == nil {
 		t.Error("an arch with groups not dividing the channels gave no error")
 	}
 	g, err := NewGPUNet(d, m)
@@ -163,16 +164,16 @@ func TestGPUUNetErrors(t *testing.T) {
 }
 
 // TestSampleGPUUNet runs every sampler on tiny U-Nets through the device-resident path (the plan
-// encoded into each step's batch) and compares with SampleCPU (ForwardCPU).
+// encoded into each step's batch) and compares with model.SampleCPU (ForwardCPU).
 func TestSampleGPUUNet(t *testing.T) {
 	d := gpu(t)
 	seed := rand.Uint64()
 	a := testUNets[0]
-	cn := CPUNets{Score: randomUNet(t, a, seed+1), Control: randomUNet(t, a, seed+2), Gen: randomUNet(t, a, seed+3)}
+	cn := model.CPUNets{Score: randomUNet(t, a, seed+1), Control: randomUNet(t, a, seed+2), Gen: randomUNet(t, a, seed+3)}
 	// The same networks with a zero output conv: the points they give show how much the networks move
 	// them, so a sampler that skipped a network call would be seen.
-	zero := func(m *Net) *Net {
-		z := &Net{Arch: m.Arch, Params: map[string][]float32{}}
+	zero := func(m *model.Net) *model.Net {
+		z := &model.Net{Arch: m.Arch, Params: map[string][]float32{}}
 		for k, v := range m.Params {
 			z.Params[k] = v
 		}
@@ -180,12 +181,12 @@ func TestSampleGPUUNet(t *testing.T) {
 		z.Params["out.b"] = make([]float32, len(m.Params["out.b"]))
 		return z
 	}
-	cz := CPUNets{Score: zero(cn.Score), Control: zero(cn.Control), Gen: zero(cn.Gen)}
+	cz := model.CPUNets{Score: zero(cn.Score), Control: zero(cn.Control), Gen: zero(cn.Gen)}
 	var gn Nets
 	var err error
 	for _, c := range []struct {
 		dst **GPUNet
-		src *Net
+		src *model.Net
 	}{{&gn.Score, cn.Score}, {&gn.Control, cn.Control}, {&gn.Gen, cn.Gen}} {
 		if *c.dst, err = NewGPUNet(d, c.src); err != nil {
 			t.Fatal(err)
@@ -197,20 +198,20 @@ func TestSampleGPUUNet(t *testing.T) {
 		steps   int
 		control bool
 	}{{"sde", 4, false}, {"ode", 3, true}, {"ode", 2, false}, {"gen", 1, false}} {
-		o := SampleOptions{Points: 3, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		o := model.SampleOptions{Points: 3, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
 		g, cpu, cz := gn, cn, cz
 		if !c.control {
 			g.Control, cpu.Control, cz.Control = nil, nil, nil
 		}
-		want, err := SampleCPU(cpu, o, SampleHooks{})
+		want, err := model.SampleCPU(cpu.Nets(), o, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		base, err := SampleCPU(cz, o, SampleHooks{})
+		base, err := model.SampleCPU(cz.Nets(), o, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := SampleGPU(d, g, o, SampleHooks{})
+		got, err := SampleGPU(d, g, o, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

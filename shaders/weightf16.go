@@ -14,7 +14,7 @@ import (
 // rejects both the directive and the f16 type, and Chromium's SwiftShader adapter offers no
 // shader-f16), so the same kernels run, and are tested, on every adapter. Biases, group-norm scales
 // and shifts, activations and every sum stay f32: the outputs equal an f32 network's whose weights
-// were rounded to f16 (Net.ForwardCPU on such a network), up to the f32 summation order.
+// were rounded to f16 (model.Net.ForwardCPU on such a network), up to the f32 summation order.
 //
 // WGSL has no includes, so each kernel keeps one source and the f16 variant is derived from it:
 // the source declares `alias WT = f32;` (the element type of its weight binding, array<WT>) and

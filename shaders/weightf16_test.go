@@ -1,6 +1,7 @@
 package shaders
 
 import (
+	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -16,9 +17,9 @@ const f16Tol = 1e-5
 
 // roundedNet returns a copy of m whose parameters that NewGPUNetF16 stores as halves (storedAsHalf)
 // are rounded to f16 through weights' conversion, the others unchanged.
-func roundedNet(m *Net) *Net {
-	names, shapes := ParamShapes(m.Arch)
-	r := &Net{Arch: m.Arch, Params: map[string][]float32{}}
+func roundedNet(m *model.Net) *model.Net {
+	names, shapes := model.ParamShapes(m.Arch)
+	r := &model.Net{Arch: m.Arch, Params: map[string][]float32{}}
 	for i, name := range names {
 		p := append([]float32(nil), m.Params[name]...)
 		if storedAsHalf(shapes[i]) {
@@ -103,7 +104,7 @@ func TestGPUNetF16Forward(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 16))
 	type netCase struct {
 		name string
-		m    *Net
+		m    *model.Net
 		n    int
 	}
 	cases := []netCase{
@@ -126,7 +127,7 @@ func TestGPUNetF16Forward(t *testing.T) {
 		}
 		rm := roundedNet(c.m)
 		// The stored halves are exactly weights' rounding, packed in order (read back and widened).
-		names, shapes := ParamShapes(c.m.Arch)
+		names, shapes := model.ParamShapes(c.m.Arch)
 		halves := 0
 		for i, name := range names {
 			b := g16.param(name)
@@ -177,7 +178,7 @@ func TestGPUNetF16Forward(t *testing.T) {
 	}
 }
 
-// TestSampleGPUF16 samples tiny U-Nets and MLPs with f16-weight GPUNets and compares with SampleCPU
+// TestSampleGPUF16 samples tiny U-Nets and MLPs with f16-weight GPUNets and compares with model.SampleCPU
 // on the networks rounded to f16, same seed, within sampleTol (the f32 engines' bound: the same
 // values go through the same f32 sampler arithmetic).
 func TestSampleGPUF16(t *testing.T) {
@@ -188,17 +189,17 @@ func TestSampleGPUF16(t *testing.T) {
 	seed := rand.Uint64()
 	for _, c := range []struct {
 		name string
-		cpu  CPUNets
+		cpu  model.CPUNets
 		n    int
 	}{
-		{"unet", CPUNets{Score: randomUNet(t, testUNets[0], seed+1), Control: randomUNet(t, testUNets[0], seed+2), Gen: randomUNet(t, testUNets[0], seed+3)}, 3},
+		{"unet", model.CPUNets{Score: randomUNet(t, testUNets[0], seed+1), Control: randomUNet(t, testUNets[0], seed+2), Gen: randomUNet(t, testUNets[0], seed+3)}, 3},
 		{"mlp", sampleNets(t, seed+10), 37},
 	} {
-		rounded := CPUNets{Score: roundedNet(c.cpu.Score), Control: roundedNet(c.cpu.Control), Gen: roundedNet(c.cpu.Gen)}
+		rounded := model.CPUNets{Score: roundedNet(c.cpu.Score), Control: roundedNet(c.cpu.Control), Gen: roundedNet(c.cpu.Gen)}
 		var g Nets
 		for _, p := range []struct {
 			dst **GPUNet
-			src *Net
+			src *model.Net
 		}{{&g.Score, c.cpu.Score}, {&g.Control, c.cpu.Control}, {&g.Gen, c.cpu.Gen}} {
 			var err error
 			if *p.dst, err = NewGPUNetF16(d, p.src); err != nil {
@@ -210,16 +211,16 @@ func TestSampleGPUF16(t *testing.T) {
 			method string
 			steps  int
 		}{{"sde", 4}, {"ode", 3}, {"gen", 1}} {
-			o := SampleOptions{Points: c.n, Steps: s.steps, Method: s.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
-			want, err := SampleCPU(rounded, o, SampleHooks{})
+			o := model.SampleOptions{Points: c.n, Steps: s.steps, Method: s.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+			want, err := model.SampleCPU(rounded.Nets(), o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := SampleCPU(c.cpu, o, SampleHooks{})
+			raw, err := model.SampleCPU(c.cpu.Nets(), o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := SampleGPU(d, g, o, SampleHooks{})
+			got, err := SampleGPU(d, g, o, model.SampleHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 	"syscall/js"
 	"time"
 
+	"asbm/model"
 	"asbm/shaders"
 )
 
@@ -192,7 +193,7 @@ func generate(args []js.Value) (any, error) {
 			return nil, fmt.Errorf("generate: n must be an integer in [1, %d] for an image model, got %d", maxImages, req.points)
 		}
 	}
-	o := shaders.SampleOptions{Points: req.points, Steps: req.nfe, Method: req.sampler, Seed: req.seed,
+	o := model.SampleOptions{Points: req.points, Steps: req.nfe, Method: req.sampler, Seed: req.seed,
 		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV}
 	if req.nfe == 1 {
 		o.Method, o.Steps = "gen", 1
@@ -219,9 +220,9 @@ func generate(args []js.Value) (any, error) {
 	// device's storage-binding limit on the GPU, or a time budget on the CPU; a pause after every
 	// network call so the page paints; previews of the state for image models.
 	a := m.file.Arch
-	hooks := shaders.SampleHooks{Chunk: shaders.GPUChunk(a, gpuStorageBinding), Pause: pace.maybeYield}
+	hooks := model.SampleHooks{Chunk: model.GPUChunk(a, gpuStorageBinding), Pause: pace.maybeYield}
 	if useCPU {
-		hooks.Chunk = shaders.CPUChunk(a, cpuChunkFLOPs)
+		hooks.Chunk = model.CPUChunk(a, cpuChunkFLOPs)
 	}
 	shape := []any{req.points, a.Channels, a.Height, a.Width}
 	if m.image {
@@ -240,7 +241,7 @@ func generate(args []js.Value) (any, error) {
 	var out []float32
 	adapter := "CPU (Go)"
 	if useCPU {
-		out, err = shaders.SampleCPU(m.cpu, o, hooks)
+		out, err = model.SampleCPU(m.cpu.Nets(), o, hooks)
 	} else {
 		// x stays on the device; it is read back only for previews and at the end.
 		out, err = shaders.SampleGPU(cl.dev, m.gpu, o, hooks)
@@ -279,7 +280,7 @@ func generate(args []js.Value) (any, error) {
 
 // ensureGPU opens the device and uploads m's networks if that has not been done; its errors say
 // whether the GPU or the model is the problem.
-func (c *client) ensureGPU(m *model) error {
+func (c *client) ensureGPU(m *loaded) error {
 	if err := c.openDevice(); err != nil {
 		return err
 	}
@@ -317,7 +318,7 @@ func warmup(args []js.Value) (any, error) {
 	x := make([]float32, m.file.Arch.Dim)
 	t := []float32{0.5}
 	if useCPU {
-		for _, n := range []*shaders.Net{m.cpu.Score, m.cpu.Control, m.cpu.Gen} {
+		for _, n := range []*model.Net{m.cpu.Score, m.cpu.Control, m.cpu.Gen} {
 			if n != nil {
 				n.ForwardCPU(t, x)
 			}

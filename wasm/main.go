@@ -15,8 +15,8 @@
 // comes from the same seeded Go PRNG as `backend sample`, so a seed gives the same samples here and
 // there.
 //
-// Every model is sampled by shaders.SampleCPU (the CPU path) or shaders.SampleGPU (x stays on the
-// device) with shaders.SampleHooks, which give what a page needs: with {preview: k} an image
+// Every model is sampled by model.SampleCPU (the CPU path) or shaders.SampleGPU (x stays on the
+// device) with model.SampleHooks, which give what a page needs: with {preview: k} an image
 // model's progress callback gets the current state {images, shape, step} every k steps; the page's
 // event loop runs between network calls (no freeze longer than one call); and a batch is split into
 // chunks that fit the device's storage-binding limit on the GPU, or a time budget on the CPU,
@@ -37,6 +37,7 @@ import (
 	"sync"
 	"syscall/js"
 
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -61,24 +62,24 @@ const (
 	maxSeed   = 1<<53 - 1 // the largest integer a JS number holds exactly
 )
 
-// model is the loaded file and everything built from it.
-type model struct {
+// loaded is the loaded file and everything built from it.
+type loaded struct {
 	url                  string
 	file                 *weights.File
 	bytes                int
 	beta0, beta1, sigmaV float64
-	image                bool            // arch kind "unet": rows are C×H×W images
-	cpu                  shaders.CPUNets // nil entries: the file lacks that net
-	gpu                  shaders.Nets    // built lazily on the current device
-	gpuErr               string          // why the networks could not be put on the GPU ("" if they could, or were not tried)
-	runs                 map[string]int  // generate calls so far, by device ("cpu", "gpu")
+	image                bool           // arch kind "unet": rows are C×H×W images
+	cpu                  model.CPUNets  // nil entries: the file lacks that net
+	gpu                  shaders.Nets   // built lazily on the current device
+	gpuErr               string         // why the networks could not be put on the GPU ("" if they could, or were not tried)
+	runs                 map[string]int // generate calls so far, by device ("cpu", "gpu")
 }
 
 // client is the state behind the API; mu serialises every call that touches it.
 type client struct {
 	mu    sync.Mutex
 	dev   *shaders.Device
-	model *model
+	model *loaded
 
 	snapMu sync.Mutex     // guards snap only, and is never held while waiting
 	snap   map[string]any // what info() returns; nil before the first load
@@ -305,8 +306,8 @@ func deviceOption(o js.Value) (string, error) {
 }
 
 // newModel reads the schedule and builds the CPU copies of the networks the file holds.
-func newModel(url string, f *weights.File, n int) (*model, error) {
-	m := &model{url: url, file: f, bytes: n, image: f.Arch.Kind == "unet", runs: map[string]int{}}
+func newModel(url string, f *weights.File, n int) (*loaded, error) {
+	m := &loaded{url: url, file: f, bytes: n, image: f.Arch.Kind == "unet", runs: map[string]int{}}
 	var ok bool
 	if m.beta0, ok = f.MetaFloat("beta0"); !ok {
 		return nil, errors.New(`meta "beta0" is missing: re-export the model with backend export`)
@@ -322,12 +323,12 @@ func newModel(url string, f *weights.File, n int) (*model, error) {
 	}
 	for _, p := range []struct {
 		prefix string
-		dst    **shaders.Net
+		dst    **model.Net
 	}{{"score/", &m.cpu.Score}, {"control/", &m.cpu.Control}, {"gen/", &m.cpu.Gen}} {
 		if !hasPrefix(f, p.prefix) {
 			continue
 		}
-		net, err := shaders.NetFromFile(f, p.prefix)
+		net, err := model.NetFromFile(f, p.prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -367,7 +368,7 @@ func (c *client) openDevice() error {
 
 // setModel makes m current and frees the previous model's GPU buffers (Release is a no-op in the
 // browser, so buffers are destroyed explicitly).
-func (c *client) setModel(m *model) {
+func (c *client) setModel(m *loaded) {
 	if old := c.model; old != nil && old != m {
 		for _, g := range []*shaders.GPUNet{old.gpu.Score, old.gpu.Control, old.gpu.Gen} {
 			if g != nil {
@@ -397,7 +398,7 @@ func (c *client) dropDevice() {
 // whose tensors are all f16 keeps its weight matrices in f16 on the GPU too (NewGPUNetF16: half the
 // memory, the kernels still compute in f32): they were halves before the load widened them, so no
 // value changes and the GPU path still matches the CPU path. Any other file is uploaded as f32.
-func (c *client) upload(m *model) error {
+func (c *client) upload(m *loaded) error {
 	newNet := shaders.NewGPUNet
 	if weightsDType(m.file) == "f16" && c.dev.F16Weights() {
 		newNet = shaders.NewGPUNetF16
@@ -411,7 +412,7 @@ func (c *client) upload(m *model) error {
 		}
 	}
 	for _, p := range []struct {
-		src *shaders.Net
+		src *model.Net
 		dst **shaders.GPUNet
 	}{{m.cpu.Score, &g.Score}, {m.cpu.Control, &g.Control}, {m.cpu.Gen, &g.Gen}} {
 		if p.src == nil {
@@ -471,7 +472,7 @@ func (c *client) info() map[string]any {
 	arch := map[string]any{"kind": a.Kind, "dim": a.Dim, "hidden": a.Hidden, "layers": a.Layers, "fourier": a.Fourier,
 		"channels": a.Channels, "height": a.Height, "width": a.Width, "base": a.Base, "mults": mults,
 		"resBlocks": a.ResBlocks, "groups": a.Groups, "timeEmb": a.TimeEmb}
-	params := shaders.ParamCount(a)
+	params := model.ParamCount(a)
 	info := map[string]any{
 		"url":       m.url,
 		"bytes":     m.bytes,

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -223,9 +223,9 @@ func tinyUNetFile(t *testing.T, r *rand.Rand) (*weights.File, []byte) {
 	a := weights.Arch{Kind: "unet", Dim: 3 * 4 * 4, Channels: 3, Height: 4, Width: 4, Base: 4, Mults: []int{1, 2},
 		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 3}
 	f := weights.New(a)
-	names, shapes := shaders.ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	for _, prefix := range []string{"score/", "control/", "gen/"} {
-		m, err := shaders.NewNet(a, r.Uint64())
+		m, err := model.NewNet(a, r.Uint64())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +265,7 @@ func goFloats(v js.Value) []float32 {
 }
 
 // TestGenerateImagesCPU loads an image model on the CPU path and checks info, warm-up, the result's
-// shape, bit-equality with shaders.SampleCPU for every method, previews through onProgress (which
+// shape, bit-equality with model.SampleCPU for every method, previews through onProgress (which
 // calls asbm.info() while generate holds the client: it must not deadlock), and the image limit.
 func TestGenerateImagesCPU(t *testing.T) {
 	install()
@@ -288,12 +288,12 @@ func TestGenerateImagesCPU(t *testing.T) {
 	if w, err := warmup([]js.Value{js.ValueOf(map[string]any{"device": "cpu"})}); err != nil || js.ValueOf(w).Get("device").String() != "cpu" {
 		t.Errorf("warmup: %v, %v", w, err)
 	}
-	var cpu shaders.CPUNets
+	var cpu model.CPUNets
 	for _, p := range []struct {
 		prefix string
-		dst    **shaders.Net
+		dst    **model.Net
 	}{{"score/", &cpu.Score}, {"control/", &cpu.Control}, {"gen/", &cpu.Gen}} {
-		if *p.dst, err = shaders.NetFromFile(f, p.prefix); err != nil {
+		if *p.dst, err = model.NetFromFile(f, p.prefix); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -338,8 +338,8 @@ func TestGenerateImagesCPU(t *testing.T) {
 			t.Errorf("%s: an image model returned points", c.method)
 		}
 		got := goFloats(rv.Get("images"))
-		want, err := shaders.SampleCPU(cpu, shaders.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
-			Beta0: 0.1, Beta1: 4, SigmaV: 1}, shaders.SampleHooks{})
+		want, err := model.SampleCPU(cpu.Nets(), model.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
+			Beta0: 0.1, Beta1: 4, SigmaV: 1}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +348,7 @@ func TestGenerateImagesCPU(t *testing.T) {
 		}
 		for j := range want {
 			if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
-				t.Fatalf("%s: value %d = %v, shaders.SampleCPU %v", c.method, j, got[j], want[j])
+				t.Fatalf("%s: value %d = %v, model.SampleCPU %v", c.method, j, got[j], want[j])
 			}
 		}
 		total := 1

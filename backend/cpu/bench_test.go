@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -138,7 +138,7 @@ func BenchmarkStepStockOps(b *testing.B) {
 // AdamW, EMA) or a forward (Eval), with the fused ops or, when stock is set, gorgonia's own ops. Next
 // to ns/op and cpu-ms/op it reports ms/op, images/s and the arithmetic rate per wall second
 // (GFLOP/s) and per second of process CPU time (GFLOP/cpu-s, steadier on a shared machine), counting
-// shaders.UNetFLOPs per image for a forward and three times that for a step (the backward pass
+// model.UNetFLOPs per image for a forward and three times that for a step (the backward pass
 // computes a data and a weight gradient for every conv and linear layer).
 func unetBench(b *testing.B, a weights.Arch, train, stock bool, batches ...int) {
 	for _, n := range batches {
@@ -161,7 +161,7 @@ func unetBench(b *testing.B, a weights.Arch, train, stock bool, batches ...int) 
 			t, x, w, y := randBatch(rand.New(rand.NewPCG(1, 2)), n, a.Dim)
 			out := make([]float32, len(x))
 			run := func() { m.Eval(t, x, out) }
-			flops := float64(shaders.UNetFLOPs(a)) * float64(n)
+			flops := float64(model.UNetFLOPs(a)) * float64(n)
 			if train {
 				run = func() { m.Step(t, x, w, y) }
 				flops *= 3

@@ -9,7 +9,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -20,7 +20,7 @@ import (
 // the two and compares the rate with the machine's sgemm rate: the share of the matrix-multiply
 // ceiling the convolutions reach, apart from the rest of the step.
 func ConvLayerRate(a weights.Arch, n, reps int) (flops, seconds float64, err error) {
-	if err := shaders.CheckArch(a); err != nil {
+	if err := model.CheckArch(a); err != nil {
 		return 0, 0, err
 	}
 	if a.Kind != "unet" {
@@ -44,7 +44,7 @@ func ConvLayerRate(a weights.Arch, n, reps int) (flops, seconds float64, err err
 		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(d))
 	}
 	var layers []layer
-	for _, c := range shaders.UNetConvs(a) {
+	for _, c := range model.UNetConvs(a) {
 		op, err := newConvOp(tensor.Shape{n, c.In, c.H, c.W}, tensor.Shape{c.Out, c.In, c.K, c.K})
 		if err != nil {
 			return 0, 0, err

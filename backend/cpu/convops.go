@@ -106,7 +106,7 @@ func (g convGeom) asMatrix(src []float32, rows int, t tile, bufs [][]float32, wk
 	return m, t.gn * hw
 }
 
-// convOp is y = conv(x; w) + b for x [n, cin, h, w], w [cout, cin, k, k], b [cout] (shaders.ConvCPU):
+// convOp is y = conv(x; w) + b for x [n, cin, h, w], w [cout, cin, k, k], b [cout] (model.ConvCPU):
 // per tile (forEachTile), Y [cout, pixels] = W [cout, cin·k·k] · im2col(x) with one sgemm
 // (kern.Gemm: OpenBLAS or the pure-Go loops), straight into NCHW within one image.
 type convOp struct {

@@ -9,14 +9,14 @@ import (
 	"gorgonia.org/tensor"
 
 	"asbm/backend/cpu/kern"
-	"asbm/shaders"
+	"asbm/model"
 )
 
 // The U-Net's group norm + SiLU ops (unet.go's gnSiLU) and their gradients, over kern's vectorised
 // loops. The other U-Net ops are in unetops.go and convops.go.
 
 // gnSiLUOp is y = SiLU(GroupNorm(x; γ, β)) for x [n, c, h, w] with groups groups, biased variance
-// and eps shaders.GroupNormEps (shaders.GroupNormCPU then SiLU): every group norm in the U-Net is
+// and eps model.GroupNormEps (model.GroupNormCPU then SiLU): every group norm in the U-Net is
 // followed by a SiLU, so the two are one op each way. Statistics are computed in float64 like the
 // reference. When keep is set (training graphs) the forward pass stores the per-group mean and
 // 1/std and the sigmoid of every pre-activation for the gradient op.
@@ -76,7 +76,7 @@ func (op *gnSiLUOp) Do(in ...G.Value) (G.Value, error) {
 	parallelItems(op.n*op.groups, cg*op.hw, func(_, u0, u1 int) {
 		for u := u0; u < u1; u++ { // u = image·groups + group: its channels are contiguous
 			lo, hi := u*cg*op.hw, (u+1)*cg*op.hw
-			mean, rstd := kern.GroupStats(x[lo:hi], shaders.GroupNormEps)
+			mean, rstd := kern.GroupStats(x[lo:hi], model.GroupNormEps)
 			var sig []float32 // nil: GNSiLU keeps no sigmoids
 			if op.keep {
 				op.mean[u], op.rstd[u] = mean, rstd

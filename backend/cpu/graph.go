@@ -6,7 +6,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -21,7 +21,7 @@ type netGraph struct {
 	g    *G.ExprGraph
 	vm   G.VM
 	x    []float32 // MLP: [n, InputWidth], the data then the 2F time features (asbm.md §6.1); U-Net: [n, C, H, W]
-	tf   []float32 // U-Net only: [n, 2F] time features (shaders.TimeFeatures)
+	tf   []float32 // U-Net only: [n, 2F] time features (model.TimeFeatures)
 	pred *G.Node   // [n, Dim] (MLP) or [n, C, H, W] (U-Net)
 
 	// Training graphs only.
@@ -49,7 +49,7 @@ func buildGraphWith(a weights.Arch, params [][]float32, n int, train, stockOps b
 			ng, err = nil, fmt.Errorf("cpu: building the gorgonia graph for batch %d: %v", n, r)
 		}
 	}()
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 	if len(names) == 0 {
 		return nil, fmt.Errorf("cpu: arch %+v has no parameters", a)
 	}
@@ -76,8 +76,8 @@ func buildGraphWith(a weights.Arch, params [][]float32, n int, train, stockOps b
 // buildMLPForward builds the MLP's forward pass (asbm.md §6.1) for n rows; it returns the graph and
 // the parameter nodes in ParamShapes order.
 func buildMLPForward(a weights.Arch, params [][]float32, n int, stockOps bool) (*netGraph, G.Nodes, error) {
-	names, shapes := shaders.ParamShapes(a)
-	in := shaders.InputWidth(a)
+	names, shapes := model.ParamShapes(a)
+	in := model.InputWidth(a)
 	g := G.NewGraph()
 	ng := &netGraph{n: n, g: g, x: make([]float32, n*in)}
 	x := G.NewMatrix(g, G.Float32, G.WithShape(n, in), G.WithName("x"),

@@ -11,6 +11,7 @@ import (
 	"math"
 
 	"asbm/backend/asbm"
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -28,7 +29,7 @@ func DefaultConfig() Config {
 // maxCachedGraphs bounds how many batch sizes keep a compiled graph per kind (train, forward).
 const maxCachedGraphs = 4
 
-// Net is a network (shaders.Net) trained on the CPU: gorgonia computes the forward pass and the
+// Net is a network (model.Net) trained on the CPU: gorgonia computes the forward pass and the
 // gradient, and plain Go applies AdamW (decoupled weight decay, bias correction, optional global-norm
 // clipping) and the EMA. It implements asbm.Model.
 //
@@ -54,10 +55,10 @@ type Net struct {
 
 var _ asbm.Model = (*Net)(nil)
 
-// New returns a Net initialised like shaders.NewNet(arch, seed) (so the zero output layer and the
+// New returns a Net initialised like model.NewNet(arch, seed) (so the zero output layer and the
 // initial weights are shared with every other engine), with its EMA equal to the parameters.
 func New(arch weights.Arch, cfg Config, seed uint64) (*Net, error) {
-	sm, err := shaders.NewNet(arch, seed)
+	sm, err := model.NewNet(arch, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -66,17 +67,17 @@ func New(arch weights.Arch, cfg Config, seed uint64) (*Net, error) {
 
 // FromNet returns a Net starting from a copy of m's parameters (for warm starts, such as a distilled
 // generator initialised from its teacher); the EMA starts equal to them and the optimiser is fresh.
-func FromNet(m *shaders.Net, cfg Config) (*Net, error) {
+func FromNet(m *model.Net, cfg Config) (*Net, error) {
 	if m == nil {
 		return nil, fmt.Errorf("cpu: nil network")
 	}
-	if err := shaders.CheckArch(m.Arch); err != nil {
+	if err := model.CheckArch(m.Arch); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	names, shapes := shaders.ParamShapes(m.Arch)
+	names, shapes := model.ParamShapes(m.Arch)
 	c := &Net{arch: m.Arch, cfg: cfg, names: names, shapes: shapes,
 		train: newGraphCache(maxCachedGraphs), fwd: newGraphCache(maxCachedGraphs), emaFwd: newGraphCache(maxCachedGraphs)}
 	for i, name := range names {
@@ -118,14 +119,14 @@ func (c *Net) SetLR(lr float64) {
 	c.cfg.LR = lr
 }
 
-// Params returns a copy of the current parameters as a shaders.Net (for export).
-func (c *Net) Params() *shaders.Net { return c.export(c.p) }
+// Params returns a copy of the current parameters as a model.Net (for export).
+func (c *Net) Params() *model.Net { return c.export(c.p) }
 
-// EMAParams returns a copy of the EMA parameters as a shaders.Net (for export).
-func (c *Net) EMAParams() *shaders.Net { return c.export(c.ema) }
+// EMAParams returns a copy of the EMA parameters as a model.Net (for export).
+func (c *Net) EMAParams() *model.Net { return c.export(c.ema) }
 
-func (c *Net) export(ps [][]float32) *shaders.Net {
-	m := &shaders.Net{Arch: c.arch, Params: make(map[string][]float32, len(ps))}
+func (c *Net) export(ps [][]float32) *model.Net {
+	m := &model.Net{Arch: c.arch, Params: make(map[string][]float32, len(ps))}
 	for i, name := range c.names {
 		m.Params[name] = append([]float32(nil), ps[i]...)
 	}
@@ -192,7 +193,7 @@ func (e emaNet) Eval(t, x, out []float32) {
 		c.evalGraph(c.emaFwd, c.ema, t, x, out)
 		return
 	}
-	in := shaders.InputWidth(c.arch)
+	in := model.InputWidth(c.arch)
 	if len(c.emaIn) < n*in {
 		c.emaIn = make([]float32, n*in)
 	}
@@ -223,7 +224,7 @@ func (c *Net) fill(ng *netGraph, t, x []float32) {
 		if r > 0 && t[r] == t[r-1] {
 			copy(row, ng.tf[(r-1)*2*F:r*2*F])
 		} else {
-			shaders.TimeFeatures(t[r], F, row)
+			model.TimeFeatures(t[r], F, row)
 		}
 	}
 }
@@ -232,14 +233,14 @@ func (c *Net) fill(ng *netGraph, t, x []float32) {
 // Consecutive rows with the same t (every row of a sampler step) reuse the features of the previous
 // row instead of recomputing 2F sines and cosines.
 func (c *Net) fillInput(dst, t, x []float32) {
-	d, in := c.arch.Dim, shaders.InputWidth(c.arch)
+	d, in := c.arch.Dim, model.InputWidth(c.arch)
 	for r := range t {
 		row := dst[r*in : (r+1)*in]
 		copy(row[:d], x[r*d:(r+1)*d])
 		if r > 0 && t[r] == t[r-1] {
 			copy(row[d:], dst[(r-1)*in+d:r*in])
 		} else {
-			shaders.TimeFeatures(t[r], c.arch.Fourier, row[d:])
+			model.TimeFeatures(t[r], c.arch.Fourier, row[d:])
 		}
 	}
 }
@@ -345,7 +346,7 @@ func (c *Net) ResetOptimizer() {
 	c.step = 0
 }
 
-// State key prefixes; each is followed by a parameter name from shaders.ParamShapes.
+// State key prefixes; each is followed by a parameter name from model.ParamShapes.
 const (
 	statePrefixParam = "param/"
 	statePrefixEMA   = "ema/"

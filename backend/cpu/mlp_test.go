@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
 // smallArch keeps the finite-difference tests fast while exercising every layer kind.
 var smallArch = weights.Arch{Kind: "mlp", Dim: 2, Hidden: 8, Layers: 2, Fourier: 3}
 
-func mustFromMLP(t testing.TB, m *shaders.Net, cfg Config) *Net {
+func mustFromMLP(t testing.TB, m *model.Net, cfg Config) *Net {
 	t.Helper()
 	c, err := FromNet(m, cfg)
 	if err != nil {
@@ -34,7 +34,7 @@ func maxRelDiff(a, b []float32) float64 {
 }
 
 // TestEvalMatchesForwardCPU checks the gorgonia forward (current and EMA parameters) against
-// shaders.Net.ForwardCPU on random parameters and inputs: max|Δ|/max|ref| < 1e-5. The batch sizes
+// model.Net.ForwardCPU on random parameters and inputs: max|Δ|/max|ref| < 1e-5. The batch sizes
 // include more sizes than the graph cache holds, and repeat, so eviction and reuse are exercised.
 func TestEvalMatchesForwardCPU(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
@@ -98,7 +98,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 		if ref := loss64(a, p64, tt, x, w, y); math.Abs(float64(loss)-ref) > 1e-5*ref {
 			t.Errorf("%+v: loss %v, float64 reference %v", a, loss, ref)
 		}
-		names, _ := shaders.ParamShapes(a)
+		names, _ := model.ParamShapes(a)
 		for k, name := range names {
 			g := f32(ng.grads[k])
 			if len(g) != len(p64[k]) {
@@ -138,7 +138,7 @@ func TestStepMatchesAdamW(t *testing.T) {
 	a := smallArch
 	sm := randomMLP(a, r.Uint64())
 	p64 := toParams64(a, sm)
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 
 	fullGrad := func(p params64, tt, x, w, y []float32) params64 {
 		g := make(params64, len(p))
@@ -529,7 +529,7 @@ func TestFusedOpsMatchStockGorgonia(t *testing.T) {
 	if ls := scalarF32(stock.loss); math.Abs(float64(lf-ls)) > 1e-6*math.Abs(float64(ls)) {
 		t.Errorf("loss: fused %v, stock %v", lf, ls)
 	}
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 	for k, name := range names {
 		gf, gs := f32(fused.grads[k]), f32(stock.grads[k])
 		if e := maxRelDiff(gf, gs); e > 1e-5 || math.IsNaN(e) {

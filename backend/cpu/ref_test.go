@@ -4,7 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -14,8 +14,8 @@ import (
 // params64 holds every parameter tensor in ParamShapes order as float64.
 type params64 [][]float64
 
-func toParams64(a weights.Arch, m *shaders.Net) params64 {
-	names, _ := shaders.ParamShapes(a)
+func toParams64(a weights.Arch, m *model.Net) params64 {
+	names, _ := model.ParamShapes(a)
 	p := make(params64, len(names))
 	for i, name := range names {
 		p[i] = make([]float64, len(m.Params[name]))
@@ -36,15 +36,15 @@ func (p params64) clone() params64 {
 
 // forward64 evaluates one row: [x, sin(ω_k t), cos(ω_k t)] → (x·W + b, SiLU)^Layers → x·W + b.
 func forward64(a weights.Arch, p params64, t float32, x []float32) []float64 {
-	h := make([]float64, 0, shaders.InputWidth(a))
+	h := make([]float64, 0, model.InputWidth(a))
 	for _, v := range x {
 		h = append(h, float64(v))
 	}
 	for k := 0; k < a.Fourier; k++ {
-		h = append(h, math.Sin(shaders.TimeFreq(k)*float64(t)))
+		h = append(h, math.Sin(model.TimeFreq(k)*float64(t)))
 	}
 	for k := 0; k < a.Fourier; k++ {
-		h = append(h, math.Cos(shaders.TimeFreq(k)*float64(t)))
+		h = append(h, math.Cos(model.TimeFreq(k)*float64(t)))
 	}
 	for l := 0; l <= a.Layers; l++ {
 		w, b := p[2*l], p[2*l+1]
@@ -95,10 +95,10 @@ func fdGrad(a weights.Arch, p params64, k, j int, t, x, w, y []float32) float64 
 	return (lp - lm) / (2 * h)
 }
 
-// randomMLP returns shaders.NewNet(a, seed) with its output layer replaced by random values, so that
+// randomMLP returns model.NewNet(a, seed) with its output layer replaced by random values, so that
 // every parameter gets a non-zero gradient.
-func randomMLP(a weights.Arch, seed uint64) *shaders.Net {
-	m, err := shaders.NewNet(a, seed)
+func randomMLP(a weights.Arch, seed uint64) *model.Net {
+	m, err := model.NewNet(a, seed)
 	if err != nil {
 		panic(err)
 	}

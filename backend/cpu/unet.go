@@ -6,13 +6,13 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
 // The U-Net (Arch.Kind "unet") as a gorgonia graph. The network is defined once, in shaders/unet.go:
-// this builder walks shaders.UNetOps and emits each step, so the topology is never re-derived here.
-// Tensors are NCHW float32 like the data rows; the time features (shaders.TimeFeatures) are computed
+// this builder walks model.UNetOps and emits each step, so the topology is never re-derived here.
+// Tensors are NCHW float32 like the data rows; the time features (model.TimeFeatures) are computed
 // in Go and fed as an [n, 2F] input.
 //
 // Two sets of ops build the same function. The default uses the fused ops of unetops.go, convops.go
@@ -54,7 +54,7 @@ func chk[T any](v T, err error) T {
 // params (ParamShapes order); it returns the graph and the parameter nodes in that order. train says
 // whether the graph will be differentiated. It panics on construction errors (see unetBuilder).
 func buildUNetForward(a weights.Arch, params [][]float32, n int, train, stockOps bool) (*netGraph, G.Nodes) {
-	names, shapes := shaders.ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	g := G.NewGraph()
 	C, H, W, F := a.Channels, a.Height, a.Width, a.Fourier
 	ng := &netGraph{n: n, g: g, x: make([]float32, n*a.Dim), tf: make([]float32, n*2*F)}
@@ -78,23 +78,23 @@ func buildUNetForward(a weights.Arch, params [][]float32, n int, train, stockOps
 
 	var h *G.Node
 	var skips []*G.Node
-	for _, op := range shaders.UNetOps(a) {
+	for _, op := range model.UNetOps(a) {
 		switch op.Kind {
-		case shaders.OpConvIn:
+		case model.OpConvIn:
 			h = b.conv(x, "in", 3)
-		case shaders.OpRes:
+		case model.OpRes:
 			h = b.resBlock(op, h, e)
-		case shaders.OpPush:
+		case model.OpPush:
 			skips = append(skips, h)
-		case shaders.OpPool:
+		case model.OpPool:
 			h = b.pool(h)
-		case shaders.OpUp:
+		case model.OpUp:
 			h = b.upsample(h)
-		case shaders.OpConcat:
+		case model.OpConcat:
 			s := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
 			h = b.concat(h, s)
-		case shaders.OpOut:
+		case model.OpOut:
 			h = b.conv(b.gnSiLU(h, "out.gn"), "out", 3)
 		default:
 			panic(fmt.Sprintf("unknown U-Net op kind %d", op.Kind))
@@ -139,7 +139,7 @@ func (b *unetBuilder) silu(z *G.Node) *G.Node {
 }
 
 // conv is the k×k convolution (k = 1 or 3, stride 1, zero padding k/2) with weight <p>.w
-// [cout, cin, k, k] and bias <p>.b, as shaders.ConvCPU.
+// [cout, cin, k, k] and bias <p>.b, as model.ConvCPU.
 func (b *unetBuilder) conv(x *G.Node, p string, k int) *G.Node {
 	w, bias := b.p[p+".w"], b.p[p+".b"]
 	if !b.stock {
@@ -152,7 +152,7 @@ func (b *unetBuilder) conv(x *G.Node, p string, k int) *G.Node {
 }
 
 // gnSiLU is SiLU(GroupNorm(x; <p>.g, <p>.b)) with a.Groups groups, biased variance and eps
-// shaders.GroupNormEps, as shaders.GroupNormCPU.
+// model.GroupNormEps, as model.GroupNormCPU.
 func (b *unetBuilder) gnSiLU(x *G.Node, p string) *G.Node {
 	gamma, beta := b.p[p+".g"], b.p[p+".b"]
 	if !b.stock {
@@ -183,7 +183,7 @@ func (b *unetBuilder) gnSiLU(x *G.Node, p string) *G.Node {
 	mean := chk(G.Mul(meanHW(x), avgN))                              // [n, c]: the group mean per channel
 	negXc := chk(G.BroadcastSub(toNC11(mean), x, []byte{2, 3}, nil)) // m − x
 	v := chk(G.Mul(meanHW(chk(G.Square(negXc))), avgN))              // [n, c]: the group variance
-	eps := G.NewConstant(float32(shaders.GroupNormEps))
+	eps := G.NewConstant(float32(model.GroupNormEps))
 	// Not G.InverseSqrt: its gradient is wrong in gorgonia v0.9.18.
 	rstd := chk(G.Inverse(chk(G.Sqrt(chk(G.Add(v, eps))))))
 	negXn := chk(G.BroadcastHadamardProd(toNC11(rstd), negXc, []byte{2, 3}, nil))
@@ -207,7 +207,7 @@ func (b *unetBuilder) addTemb(r, tb *G.Node) *G.Node {
 //	r = conv3x3(SiLU(GN(x; p.gn1)); p.conv1) + (e·p.temb.w + p.temb.b) broadcast over H×W
 //	r = conv3x3(SiLU(GN(r; p.gn2)); p.conv2)
 //	y = skip(x) + r,  skip = identity when cin = cout, else the 1×1 conv p.skip
-func (b *unetBuilder) resBlock(op shaders.UNetOp, x, e *G.Node) *G.Node {
+func (b *unetBuilder) resBlock(op model.UNetOp, x, e *G.Node) *G.Node {
 	p := op.Block + "."
 	r := b.conv(b.gnSiLU(x, p+"gn1"), p+"conv1", 3)
 	r = b.addTemb(r, b.linear(e, p+"temb", false))
@@ -222,7 +222,7 @@ func (b *unetBuilder) resBlock(op shaders.UNetOp, x, e *G.Node) *G.Node {
 	return chk(G.ApplyOp(&addOp{}, skip, r))
 }
 
-// pool is the 2×2 average pool (shaders.AvgPool2xCPU).
+// pool is the 2×2 average pool (model.AvgPool2xCPU).
 func (b *unetBuilder) pool(x *G.Node) *G.Node {
 	if !b.stock {
 		return chk(G.ApplyOp(&resampleOp{scale: 0.25}, x))
@@ -237,7 +237,7 @@ func (b *unetBuilder) pool(x *G.Node) *G.Node {
 	return chk(G.Reshape(m, tensor.Shape{n, c, h / 2, w / 2}))
 }
 
-// upsample is the nearest-neighbour 2× upsample (shaders.Upsample2xCPU).
+// upsample is the nearest-neighbour 2× upsample (model.Upsample2xCPU).
 func (b *unetBuilder) upsample(x *G.Node) *G.Node {
 	if !b.stock {
 		return chk(G.ApplyOp(&resampleOp{up: true, scale: 1}, x))
@@ -245,7 +245,7 @@ func (b *unetBuilder) upsample(x *G.Node) *G.Node {
 	return chk(G.Upsample2D(x, 2))
 }
 
-// concat stacks h and the skip s on channels, h first (shaders.ConcatCPU).
+// concat stacks h and the skip s on channels, h first (model.ConcatCPU).
 func (b *unetBuilder) concat(h, s *G.Node) *G.Node {
 	if !b.stock {
 		return chk(G.ApplyOp(&concatOp{}, h, s))

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -46,7 +46,7 @@ func stockForward(t *testing.T, c *Net, tt, x []float32) []float32 {
 }
 
 // TestUNetEvalMatchesForwardCPU checks the gorgonia U-Net (fused ops: Eval and EMA().Eval; stock
-// gorgonia ops) against shaders.Net.ForwardCPU on random parameters and inputs, max|Δ|/max|ref| ≤
+// gorgonia ops) against model.Net.ForwardCPU on random parameters and inputs, max|Δ|/max|ref| ≤
 // 1e-5, over several batch sizes including one above unetEvalChunk (so Eval runs in chunks) and large
 // enough for the multi-goroutine paths; and the float64 test reference against ForwardCPU to the
 // same tolerance.
@@ -142,7 +142,7 @@ func TestUNetGradientFiniteDifference(t *testing.T) {
 	copy(stock.wy, ng.wy)
 	stock.run()
 
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 	var worst, worstStock float64
 	total := 0
 	for k, name := range names {
@@ -202,7 +202,7 @@ func TestUNetFusedMatchesStockGradient(t *testing.T) {
 	if sl := scalarF32(stock.loss); math.Abs(float64(loss-sl)) > 1e-5*float64(sl) {
 		t.Errorf("loss fused %v, stock %v", loss, sl)
 	}
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 	var worst float64
 	for k, name := range names {
 		e := maxRelDiff(f32(ng.grads[k]), f32(stock.grads[k]))

@@ -317,8 +317,8 @@ func (op *chanAddOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 // ---- resampling and concatenation ----
 
 // resampleOp is a 2× resampling of every h×w plane: up, y[2i+a, 2j+b] = scale·x[i, j] (nearest
-// neighbour, shaders.Upsample2xCPU with scale 1); down, y[i, j] = scale·Σ_{a,b} x[2i+a, 2j+b]
-// (shaders.AvgPool2xCPU with scale ¼). Each is the other's adjoint, which gives the gradients.
+// neighbour, model.Upsample2xCPU with scale 1); down, y[i, j] = scale·Σ_{a,b} x[2i+a, 2j+b]
+// (model.AvgPool2xCPU with scale ¼). Each is the other's adjoint, which gives the gradients.
 type resampleOp struct {
 	unetOp
 	up    bool
@@ -409,7 +409,7 @@ func (op *resampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 	return G.Nodes{dx}, nil
 }
 
-// concatOp stacks a [n, ca, h, w] and b [n, cb, h, w] on channels, a first (shaders.ConcatCPU).
+// concatOp stacks a [n, ca, h, w] and b [n, cb, h, w] on channels, a first (model.ConcatCPU).
 type concatOp struct {
 	unetOp
 	out *tensor.Dense

@@ -4,18 +4,18 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
 // A float64 plain-Go U-Net for the gradient tests: a direct port of the definition in shaders/unet.go
-// (UNetOps walk, residual blocks, group norm with biased variance and eps shaders.GroupNormEps),
+// (UNetOps walk, residual blocks, group norm with biased variance and eps model.GroupNormEps),
 // written independently of gorgonia and of the fused ops, on one image at a time.
 
 // unet64 evaluates the U-Net on one image x (C×H×W) at time t with the float64 parameters p
 // (ParamShapes order).
 func unet64(a weights.Arch, p params64, t float32, x []float32) []float64 {
-	names, _ := shaders.ParamShapes(a)
+	names, _ := model.ParamShapes(a)
 	P := make(map[string][]float64, len(names))
 	for i, name := range names {
 		P[name] = p[i]
@@ -23,8 +23,8 @@ func unet64(a weights.Arch, p params64, t float32, x []float32) []float64 {
 	F, T := a.Fourier, a.TimeEmb
 	feat := make([]float64, 2*F)
 	for k := 0; k < F; k++ {
-		feat[k] = math.Sin(shaders.TimeFreq(k) * float64(t))
-		feat[F+k] = math.Cos(shaders.TimeFreq(k) * float64(t))
+		feat[k] = math.Sin(model.TimeFreq(k) * float64(t))
+		feat[F+k] = math.Cos(model.TimeFreq(k) * float64(t))
 	}
 	e := silu64(lin64(feat, P["temb.l1.w"], P["temb.l1.b"], T))
 	e = silu64(lin64(e, P["temb.l2.w"], P["temb.l2.b"], T))
@@ -34,11 +34,11 @@ func unet64(a weights.Arch, p params64, t float32, x []float32) []float64 {
 		h[i] = float64(v)
 	}
 	var skips [][]float64
-	for _, op := range shaders.UNetOps(a) {
+	for _, op := range model.UNetOps(a) {
 		switch op.Kind {
-		case shaders.OpConvIn:
+		case model.OpConvIn:
 			h = conv64(h, P["in.w"], P["in.b"], op.In, op.Out, op.H, op.W, 3)
-		case shaders.OpRes:
+		case model.OpRes:
 			q := op.Block + "."
 			r := silu64(gn64(h, P[q+"gn1.g"], P[q+"gn1.b"], op.In, op.H*op.W, a.Groups))
 			r = conv64(r, P[q+"conv1.w"], P[q+"conv1.b"], op.In, op.Out, op.H, op.W, 3)
@@ -58,16 +58,16 @@ func unet64(a weights.Arch, p params64, t float32, x []float32) []float64 {
 				r[i] += skip[i]
 			}
 			h = r
-		case shaders.OpPush:
+		case model.OpPush:
 			skips = append(skips, h)
-		case shaders.OpPool:
+		case model.OpPool:
 			h = pool64(h, op.In, op.H, op.W)
-		case shaders.OpUp:
+		case model.OpUp:
 			h = up64(h, op.In, op.H, op.W)
-		case shaders.OpConcat:
+		case model.OpConcat:
 			h = append(append([]float64(nil), h...), skips[len(skips)-1]...)
 			skips = skips[:len(skips)-1]
-		case shaders.OpOut:
+		case model.OpOut:
 			g := silu64(gn64(h, P["out.gn.g"], P["out.gn.b"], op.In, op.H*op.W, a.Groups))
 			h = conv64(g, P["out.w"], P["out.b"], op.In, op.Out, op.H, op.W, 3)
 		}
@@ -121,7 +121,7 @@ func conv64(x, w, b []float64, cin, cout, h, wd, k int) []float64 {
 	return y
 }
 
-// gn64 is the group norm of one image x [c, hw]: biased variance, eps shaders.GroupNormEps.
+// gn64 is the group norm of one image x [c, hw]: biased variance, eps model.GroupNormEps.
 func gn64(x, gamma, beta []float64, c, hw, groups int) []float64 {
 	y := make([]float64, len(x))
 	cg := c / groups
@@ -135,7 +135,7 @@ func gn64(x, gamma, beta []float64, c, hw, groups int) []float64 {
 		for _, v := range seg {
 			s2 += (v - mean) * (v - mean)
 		}
-		rstd := 1 / math.Sqrt(s2/float64(len(seg))+shaders.GroupNormEps)
+		rstd := 1 / math.Sqrt(s2/float64(len(seg))+model.GroupNormEps)
 		for k := 0; k < cg; k++ {
 			ch := g*cg + k
 			for j := 0; j < hw; j++ {
@@ -185,16 +185,16 @@ func unetLoss64(a weights.Arch, p params64, t, x, w, y []float32) float64 {
 	return s / float64(len(t)*d)
 }
 
-// randomUNet returns shaders.NewNet(a, seed) with every parameter perturbed — γ around 1, β, the
+// randomUNet returns model.NewNet(a, seed) with every parameter perturbed — γ around 1, β, the
 // zero-initialised output conv and every weight and bias — so that no gradient is trivially zero
 // and no group norm is the identity map of its init.
-func randomUNet(a weights.Arch, seed uint64) *shaders.Net {
-	m, err := shaders.NewNet(a, seed)
+func randomUNet(a weights.Arch, seed uint64) *model.Net {
+	m, err := model.NewNet(a, seed)
 	if err != nil {
 		panic(err)
 	}
 	r := rand.New(rand.NewPCG(seed, 99))
-	names, shapes := shaders.ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	for i, name := range names {
 		bound := 0.3
 		if sh := shapes[i]; len(sh) == 4 {

@@ -7,7 +7,7 @@ import (
 
 	"asbm/backend/asbm"
 	"asbm/backend/cpu"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -58,7 +58,7 @@ var mnistUNet = weights.Arch{Kind: "unet", Dim: 784, Channels: 1, Height: 28, Wi
 //	go test ./backend/gpu -run XXX -bench UNet -benchtime 3x
 //
 // Besides ns/op it reports ms per call, images/s and the arithmetic rate (a step counted as three
-// forward passes' FLOPs, shaders.UNetFLOPs).
+// forward passes' FLOPs, model.UNetFLOPs).
 func BenchmarkUNet(b *testing.B) {
 	if _, err := Device(); err != nil {
 		b.Skip(err)
@@ -68,7 +68,7 @@ func BenchmarkUNet(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer g.Close()
-	flops := float64(shaders.UNetFLOPs(mnistUNet))
+	flops := float64(model.UNetFLOPs(mnistUNet))
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, n := range []int{1, 16, 128} {
 		tv, x, w, y := imageBatch(r, n, mnistUNet.Dim, true)

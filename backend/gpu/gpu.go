@@ -1,4 +1,4 @@
-// Package gpu is the WebGPU training engine: the networks of shaders.Net (the toy MLP of asbm.md §6.1
+// Package gpu is the WebGPU training engine: the networks of model.Net (the toy MLP of asbm.md §6.1
 // and the image U-Net of shaders/unet.go) trained through WGSL compute kernels (shaders.Trainer) on a
 // native WebGPU device. It implements asbm.Model with the same
 // initialisation, optimiser (AdamW with decoupled weight decay, bias correction, global-norm
@@ -12,6 +12,7 @@ import (
 
 	"asbm/backend/asbm"
 	"asbm/backend/cpu"
+	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
@@ -29,7 +30,7 @@ func Device() (*shaders.Device, error) {
 	return dev, devErr
 }
 
-// Net is a network (shaders.Net) trained on the GPU. It implements asbm.Model. asbm.Model's Eval
+// Net is a network (model.Net) trained on the GPU. It implements asbm.Model. asbm.Model's Eval
 // and Step cannot return errors, so a device failure there panics with the device's error, and
 // mismatched slice lengths panic like backend/cpu. Not safe for concurrent use.
 type Net struct {
@@ -39,10 +40,10 @@ type Net struct {
 
 var _ asbm.Model = (*Net)(nil)
 
-// New returns a Net initialised like shaders.NewNet(arch, seed) (the same start as cpu.New), with
+// New returns a Net initialised like model.NewNet(arch, seed) (the same start as cpu.New), with
 // its EMA equal to the parameters, on the shared Device.
 func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*Net, error) {
-	sm, err := shaders.NewNet(arch, seed)
+	sm, err := model.NewNet(arch, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*Net, error) {
 
 // FromNet returns a Net starting from a copy of m's parameters (warm starts, like cpu.FromNet); the
 // EMA starts equal to them and the optimiser is fresh.
-func FromNet(m *shaders.Net, cfg cpu.Config) (*Net, error) {
+func FromNet(m *model.Net, cfg cpu.Config) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -88,10 +89,10 @@ func (g *Net) SetLR(lr float64) {
 func (g *Net) Steps() int { return g.tm.Steps() }
 
 // Params returns a copy of the current parameters, read back from the device.
-func (g *Net) Params() *shaders.Net { return must(g.tm.Params()) }
+func (g *Net) Params() *model.Net { return must(g.tm.Params()) }
 
 // EMAParams returns a copy of the EMA parameters, read back from the device.
-func (g *Net) EMAParams() *shaders.Net { return must(g.tm.EMAParams()) }
+func (g *Net) EMAParams() *model.Net { return must(g.tm.EMAParams()) }
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -147,7 +148,7 @@ func (g *Net) ResetOptimizer() {
 }
 
 // State keys, the same as backend/cpu's: each prefix is followed by a parameter name from
-// shaders.ParamShapes.
+// model.ParamShapes.
 const (
 	statePrefixParam = "param/"
 	statePrefixEMA   = "ema/"
@@ -177,7 +178,7 @@ func (g *Net) State() map[string][]float32 {
 // every entry before changing anything, so on error the network is unchanged.
 func (g *Net) SetState(s map[string][]float32) error {
 	names := g.tm.Names()
-	_, shapes := shaders.ParamShapes(g.tm.Arch())
+	_, shapes := model.ParamShapes(g.tm.Arch())
 	want := 4*len(names) + 1
 	if len(s) != want {
 		return fmt.Errorf("gpu: state has %d entries, this arch needs %d", len(s), want)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"asbm/backend/cpu"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -23,14 +23,14 @@ var tinyUNets = []weights.Arch{
 // randomUNet returns a U-Net whose every parameter is random and non-zero (the output conv, which
 // starts at zero, included; group-norm scales in [0.5, 1.5] and shifts in [−0.5, 0.5]), so that a
 // wrong term anywhere changes the loss and the gradients.
-func randomUNet(t *testing.T, a weights.Arch, seed uint64) *shaders.Net {
+func randomUNet(t *testing.T, a weights.Arch, seed uint64) *model.Net {
 	t.Helper()
-	m, err := shaders.NewNet(a, seed)
+	m, err := model.NewNet(a, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(seed, 78))
-	names, shapes := shaders.ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	fan := 1
 	for i, name := range names {
 		sh, p := shapes[i], m.Params[name]
@@ -77,7 +77,7 @@ func imageBatch(r *rand.Rand, n, d int, weighted bool) (t, x, w, y []float32) {
 }
 
 // newPair builds the gorgonia and the WGSL engine from the same network.
-func newPair(t *testing.T, m *shaders.Net, cfg cpu.Config) (*cpu.Net, *Net) {
+func newPair(t *testing.T, m *model.Net, cfg cpu.Config) (*cpu.Net, *Net) {
 	t.Helper()
 	c, err := cpu.FromNet(m, cfg)
 	if err != nil {
@@ -109,7 +109,7 @@ func TestUNetGradientsMatchCPU(t *testing.T) {
 			t.Logf("U-Net %d: loss %v, gpu vs cpu rel err %.3g", ai, lc, e)
 		}
 		sc, sg := c.State(), g.State()
-		names, _ := shaders.ParamShapes(a)
+		names, _ := model.ParamShapes(a)
 		var worst float64
 		var worstName string
 		for _, name := range names {

@@ -153,7 +153,7 @@ func run(args ...string) ([]byte, error) {
 }
 
 // Forward evaluates with PyTorch the U-Net stored under prefix ("score/", "control/", …; "" for a
-// file holding one network without a prefix, the convention of shaders.NetFromFile) in the weights
+// file holding one network without a prefix, the convention of model.NetFromFile) in the weights
 // file model, on n times t and n images x (n·C·H·W values, NCHW), and returns f(t, x) in the layout
 // of x. Arguments and results travel through raw float32 files in a temporary directory. A missing
 // or mis-shaped tensor, a wrong prefix or a file that is not a weights file gives an error that

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"asbm/backend/cpu"
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -33,13 +33,13 @@ func needTorch(t *testing.T) {
 // conv included (else the outputs would be the bias alone and agree trivially): weights and biases
 // N(0, 1/fan-in) so activations stay O(1) through the residual stack, group norms' γ around 1 and
 // β around 0.
-func randomNet(t *testing.T, a weights.Arch, r *rand.Rand) *shaders.Net {
+func randomNet(t *testing.T, a weights.Arch, r *rand.Rand) *model.Net {
 	t.Helper()
-	m, err := shaders.NewNet(a, r.Uint64())
+	m, err := model.NewNet(a, r.Uint64())
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, shapes := shaders.ParamShapes(a)
+	names, shapes := model.ParamShapes(a)
 	fan := 1
 	for i, name := range names {
 		p, sh := m.Params[name], shapes[i]
@@ -65,10 +65,10 @@ func randomNet(t *testing.T, a weights.Arch, r *rand.Rand) *shaders.Net {
 
 // writeNet writes m's parameters under prefix into a new weights file, in f32 or (f16) half
 // precision; edit, when not nil, may change or drop (return false) a tensor on the way.
-func writeNet(t *testing.T, m *shaders.Net, prefix string, f16 bool, edit func(name string, shape *[]int) bool) string {
+func writeNet(t *testing.T, m *model.Net, prefix string, f16 bool, edit func(name string, shape *[]int) bool) string {
 	t.Helper()
 	f := weights.New(m.Arch)
-	names, shapes := shaders.ParamShapes(m.Arch)
+	names, shapes := model.ParamShapes(m.Arch)
 	for i, name := range names {
 		sh := append([]int(nil), shapes[i]...)
 		if edit != nil && !edit(name, &sh) {
@@ -90,13 +90,13 @@ func writeNet(t *testing.T, m *shaders.Net, prefix string, f16 bool, edit func(n
 }
 
 // readNet reads the network under prefix back from a weights file, as the engines do.
-func readNet(t *testing.T, path, prefix string) *shaders.Net {
+func readNet(t *testing.T, path, prefix string) *model.Net {
 	t.Helper()
 	f, err := weights.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := shaders.NetFromFile(f, prefix)
+	m, err := model.NetFromFile(f, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func relErr(a, b []float32) float64 {
 // TestForwardMatchesGo evaluates random U-Nets in PyTorch and in Go on random times and images: a
 // grey one with two levels, and a colour one with three levels, two blocks per level and channel
 // changes (1×1 skips) down and up. The Go side is the network read back from the same file with
-// shaders.NetFromFile, run by the plain-Go forward (shaders.Net.ForwardCPU) and by the CPU engine
+// model.NetFromFile, run by the plain-Go forward (model.Net.ForwardCPU) and by the CPU engine
 // (cpu.Net.Eval): max|torch − go| / max|go| < 1e-4 for each (float32 rounding, summation order and
 // group-norm statistics in float64 in Go against float32 in PyTorch).
 func TestForwardMatchesGo(t *testing.T) {
@@ -252,7 +252,7 @@ func TestBenchStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
-	params := shaders.ParamCount(a)
+	params := model.ParamCount(a)
 	if res.Batch != 4 || res.Threads != 1 || res.Params != params || res.Torch == "" || !(res.StepMS > 0) || !(res.ForwardMS > 0) {
 		t.Errorf("BenchStep = %+v, want batch 4, 1 thread, %d parameters, a torch version, positive times", res, params)
 	}

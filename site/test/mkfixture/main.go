@@ -19,7 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -35,10 +35,10 @@ var Prefixes = []string{"score/", "control/", "gen/", "baseline/"}
 // Build returns the fixture model file.
 func Build() (*weights.File, error) {
 	f := weights.New(Arch)
-	names, shapes := shaders.ParamShapes(Arch)
+	names, shapes := model.ParamShapes(Arch)
 	for i, prefix := range Prefixes {
 		seed := uint64(100 + i)
-		net, err := shaders.NewNet(Arch, seed)
+		net, err := model.NewNet(Arch, seed)
 		if err != nil {
 			return nil, err
 		}

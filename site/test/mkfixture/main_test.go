@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"asbm/shaders"
+	"asbm/model"
 	"asbm/weights"
 )
 
@@ -51,7 +51,7 @@ func TestFixtureNetworks(t *testing.T) {
 	r := rand.New(rand.NewPCG(s, 1))
 	const n = 3
 	for _, p := range Prefixes {
-		net, err := shaders.NetFromFile(f, p)
+		net, err := model.NetFromFile(f, p)
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}

@@ -1,8 +1,11 @@
-package shaders
+package model
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 
 	"asbm/weights"
 )
@@ -78,7 +81,7 @@ func NetFromFile(f *weights.File, prefix string) (*Net, error) {
 }
 
 // ForwardCPU evaluates the network on n = len(t) rows with plain Go: x is n×Dim (an image row is
-// C×H×W, channel-major), the result n×Dim. The parameters must match the arch (checkParams).
+// C×H×W, channel-major), the result n×Dim. The parameters must match the arch (Check).
 func (m *Net) ForwardCPU(t, x []float32) []float32 {
 	if m.Arch.Kind == "unet" {
 		return m.forwardUNet(t, x)
@@ -103,4 +106,55 @@ func numel(sh []int) int {
 		n *= s
 	}
 	return n
+}
+
+// Dim is the data dimension of a row (Evaluator).
+func (m *Net) Dim() int { return m.Arch.Dim }
+
+// Eval writes ForwardCPU(t, x) into out (Evaluator), rows split among goroutines: rows are
+// independent, so the result does not depend on the split.
+func (m *Net) Eval(t, x, out []float32) {
+	rows, d := len(t), m.Arch.Dim
+	workers := min(runtime.GOMAXPROCS(0), (rows+63)/64)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := rows*w/workers, rows*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			copy(out[lo*d:hi*d], m.ForwardCPU(t[lo:hi], x[lo*d:hi*d]))
+		}()
+	}
+	wg.Wait()
+}
+
+// Check reports a network whose parameters do not match its arch (missing, wrong length, NaN or
+// Inf), so the forward passes never index out of range on bad input.
+func (m *Net) Check() error {
+	if m == nil {
+		return fmt.Errorf("model: nil network")
+	}
+	if err := CheckArch(m.Arch); err != nil {
+		return err
+	}
+	names, shapes := ParamShapes(m.Arch)
+	for i, name := range names {
+		want := 1
+		for _, s := range shapes[i] {
+			want *= s
+		}
+		p, ok := m.Params[name]
+		if !ok {
+			return fmt.Errorf("model: network has no parameter %s", name)
+		}
+		if len(p) != want {
+			return fmt.Errorf("model: parameter %s has %d values, shape %v needs %d", name, len(p), shapes[i], want)
+		}
+		for _, v := range p {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("model: parameter %s holds NaN or Inf", name)
+			}
+		}
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package asbm
+package model
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package shaders
+package model
 
 import (
 	"fmt"

@@ -1,10 +1,10 @@
-package asbm_test
+package model_test
 
 import (
 	"math/rand/v2"
 	"testing"
 
-	"asbm/backend/asbm"
+	"asbm/model"
 )
 
 // TestNoiseConvention checks the shared convention: rand.New(rand.NewPCG(seed, 0x4153424D)), values
@@ -12,14 +12,14 @@ import (
 func TestNoiseConvention(t *testing.T) {
 	for _, seed := range []uint64{0, 1, 917, 1 << 40} {
 		ref := rand.New(rand.NewPCG(seed, 0x4153424D))
-		got := asbm.NewNoise(seed).Normal(1000)
+		got := model.NewNoise(seed).Normal(1000)
 		for i, v := range got {
 			if want := float32(ref.NormFloat64()); v != want {
 				t.Fatalf("seed %d value %d = %v, want %v", seed, i, v, want)
 			}
 		}
 	}
-	a, b := asbm.NewNoise(1).Normal(8), asbm.NewNoise(2).Normal(8)
+	a, b := model.NewNoise(1).Normal(8), model.NewNoise(2).Normal(8)
 	same := true
 	for i := range a {
 		same = same && a[i] == b[i]
@@ -31,7 +31,7 @@ func TestNoiseConvention(t *testing.T) {
 
 // TestNoiseMarshal checks that a restored state continues the same stream, also across the Rand view.
 func TestNoiseMarshal(t *testing.T) {
-	n := asbm.NewNoise(42)
+	n := model.NewNoise(42)
 	n.Normal(37)
 	n.Rand().Perm(11)
 	st, err := n.MarshalBinary()
@@ -40,7 +40,7 @@ func TestNoiseMarshal(t *testing.T) {
 	}
 	want := n.Normal(100)
 	wantU := n.Rand().Float64()
-	m := asbm.NewNoise(7)
+	m := model.NewNoise(7)
 	if err := m.UnmarshalBinary(st); err != nil {
 		t.Fatal(err)
 	}
