@@ -11,6 +11,7 @@ import (
 
 	"asbm/backend/asbm"
 	"asbm/backend/cpu"
+	"asbm/backend/internal/clitest"
 	"asbm/weights"
 )
 
@@ -120,7 +121,7 @@ func TestBaselineColourNeedsChannelsPerGroup(t *testing.T) {
 // whose group norms would hold one channel each, and says why and what to use.
 func TestTrainRejectsOneChannelPerGroup(t *testing.T) {
 	dir := t.TempDir()
-	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", filepath.Join(dir, "m.msgpack")}, tinyImageTrain...)
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", filepath.Join(dir, "m.msgpack")}, clitest.TinyImageTrain...)
 	args[slices.Index(args, "--groups")+1] = "4" // --base 4: one channel per group
 	code, _, stderr := runCLI(t, args...)
 	if code != 2 || !strings.Contains(stderr, "1 channel(s) per group-norm group at level 0") || !strings.Contains(stderr, "use --groups 2 or fewer") {

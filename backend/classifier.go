@@ -7,20 +7,21 @@ import (
 	"slices"
 	"strings"
 
+	"asbm/backend/cli"
 	"asbm/backend/fid"
 )
 
 // runClassifier trains the FID feature network of a data set (backend/fid): a small CNN classifier
 // for mnist and fashion, the fixed random conv net for emoji.
 func runClassifier(args []string, stdout io.Writer) error {
-	fs := newFlags("classifier")
+	fs := cli.NewFlags("classifier")
 	dataset := fs.String("data", "", "data set: "+strings.Join(fid.FeatureDatasets(), ", "))
 	out := fs.String("out", "", "file to write (default the shipped path, e.g. weights/classifier-mnist.msgpack)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if !slices.Contains(fid.FeatureDatasets(), *dataset) {
-		return usagef("--data must be one of %s, got %q", strings.Join(fid.FeatureDatasets(), ", "), *dataset)
+		return cli.Usagef("--data must be one of %s, got %q", strings.Join(fid.FeatureDatasets(), ", "), *dataset)
 	}
 	if *out == "" {
 		p, err := fid.ShippedFile(*dataset)

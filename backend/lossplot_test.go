@@ -14,17 +14,20 @@ import (
 	"strings"
 	"testing"
 
+	"asbm/backend/internal/clitest"
+	"asbm/backend/plot"
+	"asbm/backend/train"
 	"asbm/weights"
 )
 
 // epochLinesByFields is the test's own reading of train.log's epoch lines, by whitespace fields
-// rather than the regexp: "<phase> epoch <n> <kind> loss <x> …" for the four training phases.
+// rather than the regexp: "<phase> epoch <n> <kind> loss <x> …" for the four training train.Phases.
 func epochLinesByFields(t *testing.T, text string) (lines []string, byKey map[string][][2]float64) {
 	t.Helper()
 	byKey = map[string][][2]float64{}
 	for _, l := range strings.Split(text, "\n") {
 		f := strings.Fields(l)
-		if len(f) < 6 || f[1] != "epoch" || f[4] != "loss" || !slices.Contains(phases[:4], f[0]) {
+		if len(f) < 6 || f[1] != "epoch" || f[4] != "loss" || !slices.Contains(train.Phases[:4], f[0]) {
 			continue
 		}
 		e, err1 := strconv.Atoi(f[2])
@@ -43,16 +46,16 @@ func epochLinesByFields(t *testing.T, text string) (lines []string, byKey map[st
 // --log, and the error cases.
 func TestLossPlot(t *testing.T) {
 	dir := t.TempDir()
-	modelPath := trainTiny(t, dir)
+	modelPath := clitest.TrainTiny(t, dir)
 	run := filepath.Join(dir, "run")
-	ckpt := filepath.Join(run, checkpointName)
+	ckpt := filepath.Join(run, train.CheckpointName)
 	logBytes, err := os.ReadFile(filepath.Join(run, "train.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	logText := string(logBytes)
 	lines, want := epochLinesByFields(t, logText)
-	series, skipped := parseLossLog(logText)
+	series, skipped := plot.ParseLossLog(logText)
 
 	t.Run("parser", func(t *testing.T) {
 		if skipped != 0 {
@@ -132,12 +135,12 @@ func TestLossPlot(t *testing.T) {
 		resumed := join(lines[:3], []string{"resuming run/checkpoint.msgpack at phase stage1"}, lines[1:])
 		fromPhase := join(lines, lines[firstS2:])
 		for name, text := range map[string]string{"resume replay": resumed, "--from-phase stage2": fromPhase} {
-			if got, _ := parseLossLog(text); !reflect.DeepEqual(got, series) {
+			if got, _ := plot.ParseLossLog(text); !reflect.DeepEqual(got, series) {
 				t.Errorf("%s: parsed %v, want the single run's %v", name, got, series)
 			}
 		}
-		restarted, _ := parseLossLog(join(lines, lines[:2]))
-		if want, _ := parseLossLog(join(lines[:2])); !reflect.DeepEqual(restarted, want) || len(want) == 0 {
+		restarted, _ := plot.ParseLossLog(join(lines, lines[:2]))
+		if want, _ := plot.ParseLossLog(join(lines[:2])); !reflect.DeepEqual(restarted, want) || len(want) == 0 {
 			t.Errorf("stage 1 rerun in progress: parsed %v, want %v", restarted, want)
 		}
 	})
@@ -147,14 +150,14 @@ func TestLossPlot(t *testing.T) {
 		noTime := regexp.MustCompile(` time [^ ;\n]+`).ReplaceAllString(logText, "")
 		bar := strings.ReplaceAll(logText, "stage2 epoch", "stage2 ▕███  ▏ 2/3\rstage2 epoch")
 		for name, text := range map[string]string{"no time field": noTime, "progress bar": bar} {
-			if got, _ := parseLossLog(text); !reflect.DeepEqual(got, series) {
+			if got, _ := plot.ParseLossLog(text); !reflect.DeepEqual(got, series) {
 				t.Errorf("%s: parsed %v, want %v", name, got, series)
 			}
 		}
 		// A NaN loss (logged before train.go stops) is counted and left out.
 		f := strings.Fields(lines[1])
 		nan := strings.Replace(logText, lines[1], strings.Replace(lines[1], " loss "+f[5]+" ", " loss NaN ", 1), 1)
-		got, n := parseLossLog(nan)
+		got, n := plot.ParseLossLog(nan)
 		total := 0
 		for _, s := range got {
 			total += len(s.Epochs)
@@ -162,7 +165,7 @@ func TestLossPlot(t *testing.T) {
 		if n != 1 || total != len(lines)-1 {
 			t.Errorf("one NaN line: %d skipped, %d points; want 1 and %d", n, total, len(lines)-1)
 		}
-		if s, _ := parseLossLog("engine: cpu\nstage3 epoch 1 AM loss 0.1 steps 1 buffer 1\nstage1 epoch x AM loss 1 steps 1 buffer 1"); len(s) != 0 {
+		if s, _ := plot.ParseLossLog("engine: cpu\nstage3 epoch 1 AM loss 0.1 steps 1 buffer 1\nstage1 epoch x AM loss 1 steps 1 buffer 1"); len(s) != 0 {
 			t.Errorf("unknown lines parsed as %v", s)
 		}
 	})
@@ -190,13 +193,13 @@ func TestLossPlot(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Five panels: three columns, two rows of 450×300 px.
-			cols, rows := lossGrid(len(series))
-			if b := img.Bounds(); cols != 3 || rows != 2 || b.Dx() != 3*lossPanelW || b.Dy() != 2*lossPanelH {
+			cols, rows := plot.LossGrid(len(series))
+			if b := img.Bounds(); cols != 3 || rows != 2 || b.Dx() != 3*plot.LossPanelW || b.Dy() != 2*plot.LossPanelH {
 				t.Fatalf("%v: PNG %v for a %d×%d grid, want 1350×600", c.args, b, cols, rows)
 			}
 			// Each panel draws its curve in the line colour; the sixth cell stays empty.
 			for cell := range 6 {
-				r := image.Rect(cell%3*lossPanelW, cell/3*lossPanelH, (cell%3+1)*lossPanelW, (cell/3+1)*lossPanelH)
+				r := image.Rect(cell%3*plot.LossPanelW, cell/3*plot.LossPanelH, (cell%3+1)*plot.LossPanelW, (cell/3+1)*plot.LossPanelH)
 				blue := 0
 				for y := r.Min.Y; y < r.Max.Y; y++ {
 					for x := r.Min.X; x < r.Max.X; x++ {
@@ -219,7 +222,7 @@ func TestLossPlot(t *testing.T) {
 		lone := filepath.Join(dir, "lone")
 		os.MkdirAll(lone, 0o755)
 		b, _ := os.ReadFile(ckpt)
-		os.WriteFile(filepath.Join(lone, checkpointName), b, 0o644)
+		os.WriteFile(filepath.Join(lone, train.CheckpointName), b, 0o644)
 		f, err := weights.ReadFile(modelPath)
 		if err != nil {
 			t.Fatal(err)
@@ -241,7 +244,7 @@ func TestLossPlot(t *testing.T) {
 			{[]string{"plot", "--model", notModel}, 1, "weights"},
 			{[]string{"plot", "--model", modelPath}, 1, "no per-epoch loss lines"},
 			{[]string{"plot", "--model", noLog}, 1, "has no training log"},
-			{[]string{"plot", "--model", filepath.Join(lone, checkpointName)}, 1, "no train.log beside it"},
+			{[]string{"plot", "--model", filepath.Join(lone, train.CheckpointName)}, 1, "no train.log beside it"},
 			{[]string{"plot", "--model", modelPath, "--log", garbage}, 1, "no parsable loss lines"},
 			{[]string{"plot", "--model", modelPath, "--log", filepath.Join(dir, "none.log")}, 2, "no such file"},
 		} {
@@ -251,50 +254,4 @@ func TestLossPlot(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestLossPlotTicks checks the axis tick helpers against their rules on assorted ranges: integer ticks
-// are whole numbers, at most about seven labelled, labelled every 1, 2 or 5 × 10^k; log ticks are
-// 1..9 × 10^k inside the range with at least two labelled over one decade.
-func TestLossPlotTicks(t *testing.T) {
-	for _, r := range [][2]float64{{0, 1}, {0, 4}, {-1, 1}, {5, 19}, {0, 39}, {0, 199}, {0, 999}, {3, 12345}} {
-		var labelled []float64
-		for _, tk := range integerTicks(r[0], r[1]) {
-			if tk.Value != math.Trunc(tk.Value) || tk.Value < r[0] || tk.Value > r[1] {
-				t.Errorf("%v: tick %g", r, tk.Value)
-			}
-			if tk.Label != "" {
-				if tk.Label != strconv.Itoa(int(tk.Value)) {
-					t.Errorf("%v: tick %g labelled %q", r, tk.Value, tk.Label)
-				}
-				labelled = append(labelled, tk.Value)
-			}
-		}
-		if len(labelled) < 2 || len(labelled) > 7 {
-			t.Errorf("%v: labelled ticks %v", r, labelled)
-			continue
-		}
-		step := labelled[1] - labelled[0]
-		mant := step / math.Pow(10, math.Floor(math.Log10(step)))
-		if mant != 1 && mant != 2 && mant != 5 {
-			t.Errorf("%v: tick step %g", r, step)
-		}
-	}
-	for _, r := range [][2]float64{{0.02, 0.3}, {0.0027, 1.15}, {1e-5, 3}, {0.08, 0.9}} {
-		ticks := logTicks(r[0], r[1])
-		labels := 0
-		for _, tk := range ticks {
-			e := math.Floor(math.Log10(tk.Value))
-			m := tk.Value / math.Pow(10, e)
-			if math.Abs(m-math.Round(m)) > 1e-9 || tk.Value < r[0]*(1-1e-9) || tk.Value > r[1]*(1+1e-9) {
-				t.Errorf("%v: log tick %g", r, tk.Value)
-			}
-			if tk.Label != "" {
-				labels++
-			}
-		}
-		if labels < 2 {
-			t.Errorf("%v: %d labelled log ticks", r, labels)
-		}
-	}
 }

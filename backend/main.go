@@ -8,108 +8,40 @@
 //	backend plot   --model runs/8gaussians/checkpoint.msgpack --out loss.png
 //
 // Bad input gives one clear line on stderr and a non-zero exit status (2 for usage errors).
+//
+// This package is the wiring only: each verb lives in the package named for what it does
+// (backend/train: train and export; backend/sample; backend/eval; backend/plot; backend/bench;
+// backend/fid: classifier; backend/server: serve), and backend/cli holds what they share.
+// docs/architecture.md draws the packages and their imports.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strings"
+
+	"asbm/backend/bench"
+	"asbm/backend/cli"
+	"asbm/backend/eval"
+	"asbm/backend/plot"
+	"asbm/backend/sample"
+	"asbm/backend/train"
 )
 
-// usageError marks errors caused by bad flags or arguments; they exit with status 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
-
-// verb is one sub-command.
-type verb struct {
-	summary string
-	run     func(args []string, stdout io.Writer) error
-}
-
-var verbs = map[string]verb{
-	"train":      {"train ASBM (stage 1, stage 2, distillation) and the memoryless baseline", runTrain},
-	"sample":     {"draw samples from a model file and write CSV or a PNG scatter", runSample},
-	"eval":       {"print the quality tables: sliced W2 (toys) or FID (images) vs NFE, straightness, couplings, inversion", runEval},
-	"export":     {"write a model file from a training checkpoint", runExport},
-	"serve":      {"serve the built site and the weights over HTTP", runServe},
-	"classifier": {"train the FID feature network of an image data set (backend/fid)", runClassifier},
-	"bench":      {"time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", runBench},
-	"plot":       {"draw a training run's loss curves (one panel per phase) as a PNG", runPlot},
+// verbs are the sub-commands; each lives in the package named for what it does.
+var verbs = map[string]cli.Verb{
+	"train":      {Summary: "train ASBM (stage 1, stage 2, distillation) and the memoryless baseline", Run: train.Command},
+	"sample":     {Summary: "draw samples from a model file and write CSV or a PNG scatter", Run: sample.Command},
+	"eval":       {Summary: "print the quality tables: sliced W2 (toys) or FID (images) vs NFE, straightness, couplings, inversion", Run: eval.Command},
+	"export":     {Summary: "write a model file from a training checkpoint", Run: train.ExportCommand},
+	"serve":      {Summary: "serve the built site and the weights over HTTP", Run: runServe},
+	"classifier": {Summary: "train the FID feature network of an image data set (backend/fid)", Run: runClassifier},
+	"bench":      {Summary: "time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", Run: bench.Command},
+	"plot":       {Summary: "draw a training run's loss curves (one panel per phase) as a PNG", Run: plot.Command},
 }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	v, ok := verbs[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "backend: unknown command %q (want one of %s; see backend --help)\n", args[0], strings.Join(verbNames(), ", "))
-		return 2
-	}
-	err := v.run(args[1:], stdout)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintf(stderr, "backend %s: %v\n", args[0], err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return 2
-	}
-	return 1
-}
-
-func verbNames() []string {
-	var names []string
-	for n := range verbs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: backend <command> [flags]\n\ncommands:")
-	for _, n := range verbNames() {
-		fmt.Fprintf(w, "  %-7s %s\n", n, verbs[n].summary)
-	}
-	fmt.Fprintln(w, "\nbackend <command> --help lists a command's flags.")
-}
-
-// newFlags returns a flag set that reports errors instead of exiting, so run can print one line.
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("backend "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
-
-// parseFlags parses args and turns flag errors and stray arguments into usage errors; --help prints
-// the flag list to stderr.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}
+// run is the whole command, for the tests.
+func run(args []string, stdout, stderr io.Writer) int { return cli.Main(verbs, args, stdout, stderr) }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"image/png"
 	"math"
@@ -13,23 +12,19 @@ import (
 	"strings"
 	"testing"
 
+	"asbm/backend/internal/clitest"
+	"asbm/backend/modelfile"
+	"asbm/backend/sample"
+	"asbm/backend/train"
 	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
 
-// tinyTrain is a whole training run small enough for a test: every phase runs, on a tiny MLP.
-var tinyTrain = []string{"--data", "toy:8gaussians", "--hidden", "16", "--layers", "2", "--fourier", "2",
-	"--stage1-epochs", "6", "--am-epochs", "2", "--cm-epochs", "1", "--eval-start", "2", "--eval-samples", "512",
-	"--resample", "512", "--buffer", "1024", "--cm-nfe", "20", "--stage2-epochs", "3", "--couplings", "512",
-	"--distill-epochs", "2", "--distill-samples", "256", "--distill-ode-steps", "4", "--batch", "128"}
-
-// runCLI runs the command in-process and returns its exit status and output.
+// runCLI runs the whole command in-process and returns its exit status and output.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
-	return code, out.String(), errb.String()
+	return clitest.Run(t, verbs, args...)
 }
 
 func TestBadInputGivesOneLineAndExit2(t *testing.T) {
@@ -67,17 +62,6 @@ func TestBadInputGivesOneLineAndExit2(t *testing.T) {
 	}
 }
 
-// trainTiny trains the tiny model into dir and returns the model path.
-func trainTiny(t *testing.T, dir string, extra ...string) string {
-	t.Helper()
-	out := filepath.Join(dir, "m.msgpack")
-	args := append(append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out}, tinyTrain...), extra...)
-	if code, _, stderr := runCLI(t, args...); code != 0 {
-		t.Fatalf("train: exit %d: %s", code, stderr)
-	}
-	return out
-}
-
 // TestResumeMatchesUninterruptedRun stops a run after every few epochs (as a kill between
 // checkpoints would, the checkpoint being written at each stop) and resumes it until done: the
 // exported model must equal, bit for bit, that of a run never stopped.
@@ -85,18 +69,18 @@ func TestResumeMatchesUninterruptedRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains twice")
 	}
-	a := trainTiny(t, t.TempDir())
+	a := clitest.TrainTiny(t, t.TempDir())
 	dir := t.TempDir()
-	stopAfter, ckptEveryWas := 2, ckptEvery
-	t.Cleanup(func() { stopAfter, ckptEvery = 0, ckptEveryWas })
-	ckptEvery = 0
-	testStopAfter = stopAfter
-	defer func() { testStopAfter = 0 }()
+	stopAfter, ckptEveryWas := 2, train.CheckpointEvery
+	t.Cleanup(func() { stopAfter, train.CheckpointEvery = 0, ckptEveryWas })
+	train.CheckpointEvery = 0
+	train.StopAfterEpochs = stopAfter
+	defer func() { train.StopAfterEpochs = 0 }()
 	out := filepath.Join(dir, "m.msgpack")
-	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out}, tinyTrain...)
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out}, clitest.TinyTrain...)
 	code, _, stderr := runCLI(t, args...)
 	stops := 0
-	for code != 0 && strings.Contains(stderr, errTestStop.Error()) && stops < 20 {
+	for code != 0 && strings.Contains(stderr, train.ErrStopAfterEpochs.Error()) && stops < 20 {
 		stops++
 		code, _, stderr = runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume")
 	}
@@ -129,8 +113,8 @@ func TestResumeMatchesUninterruptedRun(t *testing.T) {
 // WebGPU give the same points for one seed (the browser test then holds the page to the CLI).
 func TestSampleCSVAndEngines(t *testing.T) {
 	dir := t.TempDir()
-	path := trainTiny(t, dir)
-	m, err := loadModel(path)
+	path := clitest.TrainTiny(t, dir)
+	m, err := modelfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,22 +133,22 @@ func TestSampleCSVAndEngines(t *testing.T) {
 	if b, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 		t.Fatalf("PNG: %v", err)
 	}
-	cpuNets := model.CPUNets{Score: m.nets[netScore], Control: m.nets[netControl], Gen: m.nets[netGen]}
-	for _, r := range []request{
-		{net: "asbm", sampler: "sde", nfe: 6, n: 300, seed: 4},
-		{net: "asbm", sampler: "ode", nfe: 5, n: 300, seed: 5},
-		{net: "asbm", sampler: "sde", nfe: 1, n: 300, seed: 6},
-		{net: "baseline", sampler: "ode", nfe: 3, n: 300, seed: 7},
+	cpuNets := model.CPUNets{Score: m.Nets[modelfile.Score], Control: m.Nets[modelfile.Control], Gen: m.Nets[modelfile.Gen]}
+	for _, r := range []sample.Request{
+		{Net: "asbm", Sampler: "sde", NFE: 6, N: 300, Seed: 4},
+		{Net: "asbm", Sampler: "ode", NFE: 5, N: 300, Seed: 5},
+		{Net: "asbm", Sampler: "sde", NFE: 1, N: 300, Seed: 6},
+		{Net: "baseline", Sampler: "ode", NFE: 3, N: 300, Seed: 7},
 	} {
-		ref, err := sampleCPU(m, r, nil)
+		ref, err := sample.CPU(m, r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nets, vp := cpuNets, m.vp
-		if r.net == "baseline" {
-			nets, vp = model.CPUNets{Score: m.nets[netBaseline]}, m.baseVP
+		nets, vp := cpuNets, m.VP
+		if r.Net == "baseline" {
+			nets, vp = model.CPUNets{Score: m.Nets[modelfile.Baseline]}, m.BaseVP
 		}
-		twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.n, Steps: r.nfe, Method: r.method(), Seed: r.seed,
+		twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
 			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
@@ -172,7 +156,7 @@ func TestSampleCSVAndEngines(t *testing.T) {
 		if d := maxAbsDiff(ref, twin); d > 1e-4 {
 			t.Errorf("%+v: asbm vs model.SampleCPU differ by %g", r, d)
 		}
-		gpu, adapter, err := sampleGPU(m, r)
+		gpu, adapter, err := sample.GPU(m, r)
 		if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {
 			t.Logf("no WebGPU adapter: GPU comparison skipped")
 			continue
@@ -197,44 +181,6 @@ func maxAbsDiff(a, b []float32) float64 {
 	return m
 }
 
-func TestEvalJSON(t *testing.T) {
-	path := trainTiny(t, t.TempDir())
-	code, stdout, stderr := runCLI(t, "eval", "--model", path, "--json", "--n", "300", "--projections", "50",
-		"--path-steps", "10", "--path-points", "50", "--pairs", "200")
-	if code != 0 {
-		t.Fatal(stderr)
-	}
-	var rep evalReport
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
-		t.Fatalf("%v in %q", err, stdout)
-	}
-	for _, me := range evalMethods {
-		row := rep.SWD[me.name]
-		if len(row) != len(evalNFEs) {
-			t.Fatalf("%s: %d entries", me.name, len(row))
-		}
-		for i, v := range row {
-			want := !(me.sampler == "gen" && evalNFEs[i] != 1 || me.net == "asbm" && me.sampler != "gen" && evalNFEs[i] == 1)
-			if (v != nil) != want || v != nil && !(*v >= 0) {
-				t.Errorf("%s NFE %d: %v", me.name, evalNFEs[i], v)
-			}
-		}
-	}
-	if rep.Inversion == nil || rep.Coupling["sinkhorn"].Transport <= 0 || rep.Straightness["asbm-ode"].Steps != 10 {
-		t.Errorf("incomplete report: %+v", rep)
-	}
-	jsonPath := filepath.Join(t.TempDir(), "eval.json")
-	code, stdout, _ = runCLI(t, "eval", "--model", path, "--n", "300", "--projections", "50",
-		"--path-steps", "10", "--path-points", "50", "--pairs", "200", "--json-out", jsonPath)
-	if code != 0 || !strings.Contains(stdout, "baseline-ode") || !strings.Contains(stdout, "inversion test") {
-		t.Errorf("table: %q", stdout)
-	}
-	var again evalReport
-	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &again) != nil || *again.SWD["asbm-ode"][2] != *rep.SWD["asbm-ode"][2] {
-		t.Errorf("--json-out: %v; the report differs from --json's (same seed)", err)
-	}
-}
-
 // TestTrainOnGPUEngineResumesCPUCheckpoint starts a run on the gorgonia engine (OpenBLAS and the C
 // loops where they load), stops it, and finishes it on the WGSL engine (native WebGPU): the engines
 // share checkpoint keys. Both network kinds: the toy MLP and a tiny image U-Net.
@@ -249,18 +195,18 @@ func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
 		name      string
 		args      []string
 		stopAfter int // epochs on the CPU before the stop (the tiny image run has only 2 in stage 1)
-	}{{"toy", tinyTrain, 3}, {"image", tinyImageTrain, 1}} {
+	}{{"toy", clitest.TinyTrain, 3}, {"image", clitest.TinyImageTrain, 1}} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			ckptEveryWas := ckptEvery
-			ckptEvery, testStopAfter = 0, c.stopAfter
-			defer func() { ckptEvery, testStopAfter = ckptEveryWas, 0 }()
+			ckptEveryWas := train.CheckpointEvery
+			train.CheckpointEvery, train.StopAfterEpochs = 0, c.stopAfter
+			defer func() { train.CheckpointEvery, train.StopAfterEpochs = ckptEveryWas, 0 }()
 			out := filepath.Join(dir, "m.msgpack")
 			args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", out, "--device", "cpu"}, c.args...)
-			if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, errTestStop.Error()) {
+			if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, train.ErrStopAfterEpochs.Error()) {
 				t.Fatalf("first part: exit %d: %s", code, stderr)
 			}
-			testStopAfter = 0
+			train.StopAfterEpochs = 0
 			code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--out", out, "--resume", "--device", "gpu")
 			if code != 0 {
 				t.Fatalf("resume on gpu: exit %d: %s", code, stderr)
@@ -269,15 +215,15 @@ func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
 			if !strings.Contains(string(log), "engine: cpu (gorgonia; ") || !strings.Contains(string(log), "engine: gpu (WGSL on") {
 				t.Errorf("the log does not name both engines: %s", log)
 			}
-			m, err := loadModel(out)
+			m, err := modelfile.Load(out)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(m.nets) != 4 {
-				t.Fatalf("model has %d networks, want 4", len(m.nets))
+			if len(m.Nets) != 4 {
+				t.Fatalf("model has %d networks, want 4", len(m.Nets))
 			}
 			if c.name == "toy" {
-				pts, err := sampleCPU(m, request{net: "asbm", sampler: "ode", nfe: 4, n: 100, seed: 1}, nil)
+				pts, err := sample.CPU(m, sample.Request{Net: "asbm", Sampler: "ode", NFE: 4, N: 100, Seed: 1}, nil)
 				if err != nil || maxAbsDiff(pts, pts) != 0 {
 					t.Fatalf("sampling the GPU-trained model: %v", err)
 				}
@@ -290,7 +236,7 @@ func TestTrainOnGPUEngineResumesCPUCheckpoint(t *testing.T) {
 // settings: the score, control and baseline stay as they were, the generator changes.
 func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	dir := t.TempDir()
-	first := trainTiny(t, dir)
+	first := clitest.TrainTiny(t, dir)
 	before, err := weights.ReadFile(first)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +253,7 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	}
 	for i, tb := range before.Tensors {
 		same := bytes.Equal(tb.Data, after.Tensors[i].Data)
-		if strings.HasPrefix(tb.Name, netGen) == same {
+		if strings.HasPrefix(tb.Name, modelfile.Gen) == same {
 			t.Errorf("%s: unchanged = %v after rerunning the distillation", tb.Name, same)
 		}
 	}
@@ -324,13 +270,13 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 
 // TestKeepWeightsContinuesPhases trains a finished run's baseline and generator further with
 // --keep-weights: with a learning rate of 1e-12 their live parameters must stay where the first run
-// left them (a fresh start would be a new initialisation), the earlier phases' networks are kept
+// left them (a fresh start would be a new initialisation), the earlier train.Phases' networks are kept
 // bit for bit, and the log records both runs of each continued phase.
 func TestKeepWeightsContinuesPhases(t *testing.T) {
 	dir := t.TempDir()
-	trainTiny(t, dir)
-	ckpt := filepath.Join(dir, "run", checkpointName)
-	before, err := loadTrainState(ckpt)
+	clitest.TrainTiny(t, dir)
+	ckpt := filepath.Join(dir, "run", train.CheckpointName)
+	before, err := train.LoadState(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,13 +285,13 @@ func TestKeepWeightsContinuesPhases(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	after, err := loadTrainState(ckpt)
+	after, err := train.LoadState(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for net, state := range before.final {
+	for net, state := range before.Final {
 		for k, v := range state {
-			w := after.final[net][k]
+			w := after.Final[net][k]
 			if len(w) != len(v) {
 				t.Fatalf("%s %s: %d values, want %d", net, k, len(w), len(v))
 			}
@@ -356,37 +302,29 @@ func TestKeepWeightsContinuesPhases(t *testing.T) {
 			continued := (net == "b" || net == "g") && strings.HasPrefix(k, "param/")
 			switch {
 			case (net == "u" || net == "s") && worst != 0:
-				t.Errorf("%s %s changed by %g: earlier phases must be kept as they were", net, k, worst)
+				t.Errorf("%s %s changed by %g: earlier train.Phases must be kept as they were", net, k, worst)
 			case continued && worst > 1e-6:
 				t.Errorf("%s %s moved by %g at lr 1e-12: the phase did not continue from its network", net, k, worst)
 			}
 		}
 	}
-	if len(after.warm) != 0 {
-		t.Errorf("warm starts left after the run: %v", after.warm)
+	if len(after.Warm) != 0 {
+		t.Errorf("warm starts left after the run: %v", after.Warm)
 	}
 	var cont []string
-	for _, l := range after.log {
+	for _, l := range after.Log {
 		if strings.HasSuffix(l, "(continued from the previous networks, --keep-weights)") {
 			cont = append(cont, strings.SplitN(l, ":", 2)[0])
 		}
 	}
-	if !slices.Equal(cont, []string{"baseline", "distill"}) || len(after.log) != len(before.log)+2 {
-		t.Errorf("log:\n%s", strings.Join(after.log, "\n"))
+	if !slices.Equal(cont, []string{"baseline", "distill"}) || len(after.Log) != len(before.Log)+2 {
+		t.Errorf("log:\n%s", strings.Join(after.Log, "\n"))
 	}
 	if code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--keep-weights"); code != 2 ||
 		!strings.Contains(stderr, "--keep-weights needs --from-phase") {
 		t.Errorf("--keep-weights without --from-phase: exit %d %q", code, stderr)
 	}
 }
-
-// tinyImageTrain is a whole image run small enough for a test: MNIST resampled to 8×8, a two-level
-// U-Net with 4 base channels, every phase a step or two.
-var tinyImageTrain = []string{"--data", "mnist", "--size", "8", "--base", "4", "--mults", "1,2", "--groups", "2",
-	"--time-emb", "8", "--fourier", "2", "--stage1-epochs", "2", "--am-epochs", "1", "--cm-epochs", "1",
-	"--eval-start", "0", "--eval-samples", "32", "--resample", "32", "--buffer", "64", "--forward-nfe", "3",
-	"--cm-nfe", "3", "--stage2-epochs", "1", "--couplings", "32", "--stage2-nfe", "3", "--distill-epochs", "1",
-	"--distill-samples", "16", "--distill-ode-steps", "2", "--batch", "16"}
 
 // TestTrainAndSampleImages trains the tiny U-Net on MNIST through every phase and stop/resume,
 // then samples an image grid: the model file carries the U-Net arch, and the grid PNG has the
@@ -398,7 +336,7 @@ func TestTrainAndSampleImages(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "digits.msgpack")
 	run := filepath.Join(dir, "run")
-	args := append([]string{"train", "--run", run, "--out", out, "--stop-after", "stage1"}, tinyImageTrain...)
+	args := append([]string{"train", "--run", run, "--out", out, "--stop-after", "stage1"}, clitest.TinyImageTrain...)
 	code, _, stderr := runCLI(t, args...)
 	logText, _ := os.ReadFile(filepath.Join(run, "train.log"))
 	if code != 0 || !strings.Contains(string(logText), "stopped after stage1") {

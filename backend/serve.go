@@ -7,20 +7,23 @@ import (
 	"os/signal"
 	"syscall"
 
+	"asbm/backend/cli"
 	"asbm/backend/server"
 )
 
+// runServe is `backend serve`: the built site and the model files over HTTP (backend/server) until
+// interrupted.
 func runServe(args []string, stdout io.Writer) error {
-	fs := newFlags("serve")
+	fs := cli.NewFlags("serve")
 	site := fs.String("site", "dist", "folder of the built site (./build.sh build makes dist/)")
 	wdir := fs.String("weights", "weights", "folder of model files served under /weights/")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	for _, dir := range []string{*site, *wdir} {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return usagef("%s is not a folder (build the site first: ./build.sh build)", dir)
+			return cli.Usagef("%s is not a folder (build the site first: ./build.sh build)", dir)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

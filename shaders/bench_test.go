@@ -1,12 +1,12 @@
 package shaders
 
 import (
-	"asbm/model"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

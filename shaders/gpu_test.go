@@ -1,7 +1,6 @@
 package shaders
 
 import (
-	"asbm/model"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -9,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

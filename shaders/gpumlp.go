@@ -1,10 +1,10 @@
 package shaders
 
 import (
-	"asbm/model"
 	"errors"
 	"fmt"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

@@ -1,11 +1,11 @@
 package shaders
 
 import (
-	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"testing"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

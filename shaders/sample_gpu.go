@@ -1,9 +1,10 @@
 package shaders
 
 import (
-	"asbm/model"
 	"errors"
 	"fmt"
+
+	"asbm/model"
 )
 
 // syncEvery is how many sampler steps may be queued before SampleGPU waits for the GPU: it bounds the

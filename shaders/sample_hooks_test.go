@@ -1,7 +1,6 @@
 package shaders
 
 import (
-	"asbm/model"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

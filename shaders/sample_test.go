@@ -1,11 +1,12 @@
 package shaders
 
 import (
-	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"asbm/model"
 )
 
 // sampleTol bounds max|SampleGPU − model.SampleCPU| and max|model.SampleCPU − literal float64 reference|.

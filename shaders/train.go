@@ -1,11 +1,11 @@
 package shaders
 
 import (
-	"asbm/model"
 	_ "embed"
 	"fmt"
 	"math"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

@@ -1,10 +1,11 @@
 package shaders
 
 import (
-	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"asbm/model"
 )
 
 // unetLoss is the training loss mean_{i,j}(w_i·f_ij − y_ij)² of the plain-Go forward pass, summed in

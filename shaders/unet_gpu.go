@@ -1,9 +1,9 @@
 package shaders
 
 import (
-	"asbm/model"
 	"fmt"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

@@ -1,12 +1,12 @@
 package shaders
 
 import (
-	"asbm/model"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"asbm/model"
 	"asbm/weights"
 )
 

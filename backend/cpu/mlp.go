@@ -12,13 +12,12 @@ import (
 
 	"asbm/backend/asbm"
 	"asbm/model"
-	"asbm/shaders"
 	"asbm/weights"
 )
 
 // Config holds the optimiser and EMA settings (asbm.md §2.5: AdamW, weight decay 0, EMA 0.999). It is
-// the GPU engine's shaders.AdamW, so one configuration drives both engines.
-type Config = shaders.AdamW
+// the GPU engine's (model.AdamW), so one configuration drives both engines.
+type Config = model.AdamW
 
 // DefaultConfig returns the settings of asbm.md §2.5: AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8,
 // weight decay 0, EMA decay 0.999, no gradient clipping.

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"asbm/backend/asbm"
-	"asbm/backend/cpu"
 	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
@@ -35,14 +34,14 @@ func Device() (*shaders.Device, error) {
 // mismatched slice lengths panic like backend/cpu. Not safe for concurrent use.
 type Net struct {
 	tm  *shaders.Trainer
-	cfg cpu.Config
+	cfg model.AdamW
 }
 
 var _ asbm.Model = (*Net)(nil)
 
 // New returns a Net initialised like model.NewNet(arch, seed) (the same start as cpu.New), with
 // its EMA equal to the parameters, on the shared Device.
-func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*Net, error) {
+func New(arch weights.Arch, cfg model.AdamW, seed uint64) (*Net, error) {
 	sm, err := model.NewNet(arch, seed)
 	if err != nil {
 		return nil, err
@@ -52,7 +51,7 @@ func New(arch weights.Arch, cfg cpu.Config, seed uint64) (*Net, error) {
 
 // FromNet returns a Net starting from a copy of m's parameters (warm starts, like cpu.FromNet); the
 // EMA starts equal to them and the optimiser is fresh.
-func FromNet(m *model.Net, cfg cpu.Config) (*Net, error) {
+func FromNet(m *model.Net, cfg model.AdamW) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func (g *Net) Close() { g.tm.Close() }
 func (g *Net) Arch() weights.Arch { return g.tm.Arch() }
 
 // Config returns the current optimiser settings.
-func (g *Net) Config() cpu.Config { return g.cfg }
+func (g *Net) Config() model.AdamW { return g.cfg }
 
 // SetLR changes the learning rate for the following steps. lr must be finite and ≥ 0; anything else
 // is a programmer error and panics (as cpu.Net.SetLR).

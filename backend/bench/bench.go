@@ -1,4 +1,7 @@
-package main
+// Package bench is `backend bench`: the U-Net's forward and training-step times on the CPU engine
+// (and the WGSL engine with --device gpu) at three sizes, against each engine's measured matmul
+// ceiling and PyTorch's step on the same network (backend/torchref).
+package bench
 
 import (
 	"fmt"
@@ -11,10 +14,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"asbm/backend/cli"
 	"asbm/backend/cpu"
 	"asbm/backend/cpu/kern"
 	"asbm/backend/gpu"
 	"asbm/backend/torchref"
+	"asbm/backend/train"
 	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
@@ -31,10 +36,10 @@ type benchArch struct {
 var benchArchs = []benchArch{
 	{"small", "3×16×16, base 8, mults 1,2,2, 1 block (the shipped emoji)", weights.Arch{Kind: "unet", Dim: 3 * 16 * 16,
 		Channels: 3, Height: 16, Width: 16, Base: 8, Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8, TimeEmb: 64, Fourier: 16}},
-	{"mnist", "1×28×28, base 16, mults 1,2,2, 1 block (the image default)", defaultImageConfig("mnist", 1, 28).Arch},
+	{"mnist", "1×28×28, base 16, mults 1,2,2, 1 block (the image default)", train.DefaultImageConfig("mnist", 1, 28).Arch},
 	{"large", "3×32×32, base 32, mults 1,2,2, 2 blocks", weights.Arch{Kind: "unet", Dim: 3 * 32 * 32,
 		Channels: 3, Height: 32, Width: 32, Base: 32, Mults: []int{1, 2, 2}, ResBlocks: 2, Groups: 8, TimeEmb: 64, Fourier: 16}},
-	{"emoji", "3×32×32, base 16, mults 1,2,2, 1 block (the emoji default)", defaultImageConfig("emoji", 3, 32).Arch},
+	{"emoji", "3×32×32, base 16, mults 1,2,2, 1 block (the emoji default)", train.DefaultImageConfig("emoji", 3, 32).Arch},
 }
 
 // benchRow is one line of the engine table.
@@ -47,8 +52,8 @@ type benchRow struct {
 	torchMS       float64 // PyTorch's step on the same arch and batch; 0 when not measured
 }
 
-func runBench(args []string, stdout io.Writer) error {
-	fs := newFlags("bench")
+func Command(args []string, stdout io.Writer) error {
+	fs := cli.NewFlags("bench")
 	names := make([]string, len(benchArchs))
 	for i, b := range benchArchs {
 		names[i] = b.name
@@ -59,14 +64,14 @@ func runBench(args []string, stdout io.Writer) error {
 	warmup := fs.Int("warmup", 2, "untimed calls before each measurement (PyTorch's first calls at a shape are slow)")
 	devices := fs.String("device", "cpu", "engines to time: cpu (gorgonia + OpenBLAS), gpu (WGSL on native WebGPU), or cpu,gpu")
 	torchMode := fs.String("torch", "auto", "time PyTorch's training step on the same arch and batch: auto (when python3-torch is installed), on (fail without it), off")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	var archs []int
 	for _, f := range strings.Split(*archList, ",") {
 		i := slices.IndexFunc(benchArchs, func(b benchArch) bool { return b.name == strings.TrimSpace(f) })
 		if i < 0 {
-			return usagef("--arch wants names from %s; got %q", strings.Join(names, ", "), f)
+			return cli.Usagef("--arch wants names from %s; got %q", strings.Join(names, ", "), f)
 		}
 		archs = append(archs, i)
 	}
@@ -74,24 +79,24 @@ func runBench(args []string, stdout io.Writer) error {
 	for _, f := range strings.Split(*batchList, ",") {
 		b, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || b < 1 || b > 4096 {
-			return usagef("--batches wants integers in [1, 4096] such as 16,64; got %q", *batchList)
+			return cli.Usagef("--batches wants integers in [1, 4096] such as 16,64; got %q", *batchList)
 		}
 		batches = append(batches, b)
 	}
 	if *reps < 1 || *reps > 1000 {
-		return usagef("--reps must be in [1, 1000], got %d", *reps)
+		return cli.Usagef("--reps must be in [1, 1000], got %d", *reps)
 	}
 	if *warmup < 0 || *warmup > 100 {
-		return usagef("--warmup must be in [0, 100], got %d", *warmup)
+		return cli.Usagef("--warmup must be in [0, 100], got %d", *warmup)
 	}
 	engines := strings.Split(*devices, ",")
 	for _, e := range engines {
 		if e != "cpu" && e != "gpu" {
-			return usagef("--device wants cpu, gpu or cpu,gpu; got %q", *devices)
+			return cli.Usagef("--device wants cpu, gpu or cpu,gpu; got %q", *devices)
 		}
 	}
 	if *torchMode != "auto" && *torchMode != "on" && *torchMode != "off" {
-		return usagef("--torch wants auto, on or off; got %q", *torchMode)
+		return cli.Usagef("--torch wants auto, on or off; got %q", *torchMode)
 	}
 
 	// The ceilings, measured first in the same run.
@@ -153,7 +158,7 @@ func runBench(args []string, stdout io.Writer) error {
 			}
 			for _, e := range engines {
 				cfg := cpu.DefaultConfig()
-				var m engineModel
+				var m train.EngineModel
 				if e == "cpu" {
 					m, err = cpu.New(arch, cfg, 1)
 				} else {
@@ -208,7 +213,7 @@ func runBench(args []string, stdout io.Writer) error {
 
 // timeModel returns the median seconds of one forward (Eval) and one training step (Step) of m on
 // a batch of b random images, after warmup untimed calls of each (the first builds the graph).
-func timeModel(m engineModel, a weights.Arch, b, warmup, reps int) (fwd, step float64, err error) {
+func timeModel(m train.EngineModel, a weights.Arch, b, warmup, reps int) (fwd, step float64, err error) {
 	r := rand.New(rand.NewPCG(1, 2))
 	t := make([]float32, b)
 	x := make([]float32, b*a.Dim)

@@ -1,4 +1,9 @@
-package main
+// Package eval is `backend eval`: the quality tables of a model file. For a 2-D model (eval.go):
+// sliced W2 to held-out points vs NFE, PF-ODE straightness, the couplings against Sinkhorn's, the
+// terminal check and the inversion test. For an image model (evalimg.go: flags and report; nets.go:
+// the networks on the CPU or the GPU; images.go: the evaluation itself): FID vs NFE with its noise
+// floor, straightness, the stage-2 loss floors and the inversion test (asbm.md §6.3).
+package eval
 
 import (
 	"encoding/json"
@@ -12,8 +17,11 @@ import (
 	"time"
 
 	"asbm/backend/asbm"
+	"asbm/backend/cli"
 	"asbm/backend/data"
 	"asbm/backend/metrics"
+	"asbm/backend/modelfile"
+	"asbm/backend/sample"
 )
 
 // evalNFEs are the step counts of the quality table (issue 2; asbm.md §6.3.4).
@@ -64,11 +72,11 @@ type couplingStat struct {
 	CrossCov  float64 `json:"cross_cov"` // mean per-coordinate Cov(x0, x1)
 }
 
-func runEval(args []string, stdout io.Writer) error {
-	if isImageModelFile(flagValue(args, "model")) {
+func Command(args []string, stdout io.Writer) error {
+	if isImageModelFile(cli.FlagValue(args, "model")) {
 		return runEvalImages(args, stdout) // FID, straightness, inversion: evalimg.go (issue 4)
 	}
-	fs := newFlags("eval")
+	fs := cli.NewFlags("eval")
 	path := fs.String("model", "", "model file written by `backend train`")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
 	jsonOut := fs.String("json-out", "", "also write the JSON report to this file")
@@ -78,27 +86,27 @@ func runEval(args []string, stdout io.Writer) error {
 	pathSteps := fs.Int("path-steps", 200, "Heun steps of the straightness trajectories")
 	pathPoints := fs.Int("path-points", 500, "trajectories for straightness")
 	pairs := fs.Int("pairs", 1500, "points of the coupling, Sinkhorn and inversion tests")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return withImageEvalHelp(err)
 	}
 	for k, v := range map[string]int{"--n": *n, "--projections": *proj, "--path-steps": *pathSteps, "--path-points": *pathPoints, "--pairs": *pairs} {
 		if v < 2 {
-			return usagef("%s must be ≥ 2, got %d", k, v)
+			return cli.Usagef("%s must be ≥ 2, got %d", k, v)
 		}
 	}
-	m, err := loadModel(*path)
+	m, err := modelfile.Load(*path)
 	if err != nil {
 		return err
 	}
-	if m.nets[netControl] == nil || m.nets[netBaseline] == nil || m.nets[netGen] == nil {
-		return fmt.Errorf("%s lacks a network the table needs (it has %v): train it to the end with `backend train`", *path, sortedKeys(m.nets))
+	if m.Nets[modelfile.Control] == nil || m.Nets[modelfile.Baseline] == nil || m.Nets[modelfile.Gen] == nil {
+		return fmt.Errorf("%s lacks a network the table needs (it has %v): train it to the end with `backend train`", *path, cli.SortedKeys(m.Nets))
 	}
-	if m.nets[netScore].Arch.Kind == "unet" { // not reached: runEval sends image models to runEvalImages
+	if m.Nets[modelfile.Score].Arch.Kind == "unet" { // not reached: Command sends image models to runEvalImages
 		return fmt.Errorf("%s is an image model: its flags are those of the image evaluation", *path)
 	}
-	toy, err := data.Toy(m.dataset())
+	toy, err := data.Toy(m.Dataset())
 	if err != nil {
-		return fmt.Errorf("%s: its data set %q: %v", *path, m.dataset(), err)
+		return fmt.Errorf("%s: its data set %q: %v", *path, m.Dataset(), err)
 	}
 	start := time.Now()
 	rep, err := evaluate(m, toy, evalOptions{n: *n, proj: *proj, seed: *seed, pathSteps: *pathSteps, pathPoints: *pathPoints, pairs: *pairs})
@@ -110,16 +118,16 @@ func runEval(args []string, stdout io.Writer) error {
 	return writeReport(stdout, rep, *jsonOut, *asJSON, func() { printReport(stdout, rep) })
 }
 
-// methodRequest is the sampling request of one (method, NFE) cell of a quality table, or false for
+// methodRequest is the sampling sample.Request of one (method, NFE) cell of a quality table, or false for
 // a cell the table leaves empty: NFE 1 of ASBM is the distilled generator's row, which has no other.
-func methodRequest(net, sampler string, nfe, n int, seed uint64) (request, bool) {
+func methodRequest(net, sampler string, nfe, n int, seed uint64) (sample.Request, bool) {
 	if sampler == "gen" && nfe != 1 || sampler != "gen" && net == "asbm" && nfe == 1 {
-		return request{}, false
+		return sample.Request{}, false
 	}
 	if sampler == "gen" {
-		sampler = "sde" // request.method() picks the generator for ASBM at NFE 1
+		sampler = "sde" // sample.Request.method() picks the generator for ASBM at NFE 1
 	}
-	return request{net: net, sampler: sampler, nfe: nfe, n: n, seed: seed}, true
+	return sample.Request{Net: net, Sampler: sampler, NFE: nfe, N: n, Seed: seed}, true
 }
 
 // writeReport writes rep as indented JSON to jsonOut when it is set, then to stdout as JSON when
@@ -155,9 +163,9 @@ func heldOut(toy data.Sampler, n int, seed uint64) []float32 {
 	return x
 }
 
-func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error) {
-	d := m.nets[netScore].Arch.Dim
-	rep := &evalReport{Dataset: m.dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs,
+func evaluate(m *modelfile.File, toy data.Sampler, o evalOptions) (*evalReport, error) {
+	d := m.Nets[modelfile.Score].Arch.Dim
+	rep := &evalReport{Dataset: m.Dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs,
 		SWD: map[string][]*float64{}, Straightness: map[string]pathStats{}, Coupling: map[string]couplingStat{}}
 	ref := heldOut(toy, o.n, o.seed)
 	rep.SWDFloor = metrics.SlicedW2(ref, heldOut(toy, o.n, o.seed+1), d, o.proj, o.seed)
@@ -166,7 +174,7 @@ func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error
 	type job struct {
 		method string
 		i      int
-		r      request
+		r      sample.Request
 	}
 	var jobs []job
 	for _, me := range evalMethods {
@@ -181,7 +189,7 @@ func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error
 	var firstErr error
 	parallel(len(jobs), func(k int) {
 		j := jobs[k]
-		pts, err := sampleCPU(m, j.r, nil)
+		pts, err := sample.CPU(m, j.r, nil)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -201,7 +209,7 @@ func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error
 		name           string
 		score, control asbm.Net
 		vp             asbm.VP
-	}{{"asbm-ode", m.net(netScore), m.net(netControl), m.vp}, {"baseline-ode", m.net(netBaseline), nil, m.baseVP}} {
+	}{{"asbm-ode", m.Net(modelfile.Score), m.Net(modelfile.Control), m.VP}, {"baseline-ode", m.Net(modelfile.Baseline), nil, m.BaseVP}} {
 		traj, err := asbm.SampleODETrajectory(p.score, p.control, p.vp, z, o.pathSteps)
 		if err != nil {
 			return nil, err
@@ -213,23 +221,23 @@ func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error
 	// Couplings: the learned ASBM one (data encoded by the forward SDE with the control), the
 	// memoryless baseline's, the independent one, and the discrete SB plan (asbm.md §6.3 items 2, 7).
 	x0 := heldOut(toy, o.pairs, o.seed+3)
-	alpha1 := m.vp.Alpha(1)
+	alpha1 := m.VP.Alpha(1)
 	stat := func(s metrics.Stats) couplingStat {
 		return couplingStat{Dot: s.Dot, Transport: s.Transport, Residual: s.Residual, CrossCov: s.CrossCov}
 	}
-	x1, err := asbm.Encode(m.net(netControl), m.vp, x0, d, 100, asbm.NewNoise(o.seed+4))
+	x1, err := asbm.Encode(m.Net(modelfile.Control), m.VP, x0, d, 100, asbm.NewNoise(o.seed+4))
 	if err != nil {
 		return nil, err
 	}
 	rep.Coupling["asbm"] = stat(metrics.CouplingStats(x0, x1, d, alpha1))
-	x1b, err := asbm.Encode(nil, m.baseVP, x0, d, 100, asbm.NewNoise(o.seed+4))
+	x1b, err := asbm.Encode(nil, m.BaseVP, x0, d, 100, asbm.NewNoise(o.seed+4))
 	if err != nil {
 		return nil, err
 	}
-	rep.Coupling["baseline"] = stat(metrics.CouplingStats(x0, x1b, d, m.baseVP.Alpha(1)))
+	rep.Coupling["baseline"] = stat(metrics.CouplingStats(x0, x1b, d, m.BaseVP.Alpha(1)))
 	prior := asbm.SamplePrior(asbm.NewNoise(o.seed+5), o.pairs, d)
 	rep.Coupling["independent"] = stat(metrics.CouplingStats(x0, prior, d, alpha1))
-	plan, err := metrics.SinkhornSB(x0, prior, d, alpha1, m.vp.Sigma2(1), 1, 2000)
+	plan, err := metrics.SinkhornSB(x0, prior, d, alpha1, m.VP.Sigma2(1), 1, 2000)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +255,7 @@ func evaluate(m *modelFile, toy data.Sampler, o evalOptions) (*evalReport, error
 			x1    []float32
 			score asbm.Net
 			vp    asbm.VP
-		}{{"asbm", x1, m.net(netScore), m.vp}, {"baseline", x1b, m.net(netBaseline), m.baseVP}} {
+		}{{"asbm", x1, m.Net(modelfile.Score), m.VP}, {"baseline", x1b, m.Net(modelfile.Baseline), m.BaseVP}} {
 			back, err := asbm.SampleSDE(p.score, p.vp, p.x1, 100, asbm.NewNoise(o.seed+7), nil)
 			if err != nil {
 				return nil, err

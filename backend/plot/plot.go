@@ -1,4 +1,6 @@
-package main
+// Package plot draws PNGs: 2-D samples as a scatter, images as a grid (plot.go), and `backend plot`,
+// a training run's loss curves with one panel per phase read from its train.log (lossplot.go).
+package plot
 
 import (
 	"fmt"
@@ -14,8 +16,8 @@ import (
 // plotRange is the half-width of the square the scatter plots show, matching the site's canvas.
 const plotRange = 4.0
 
-// writeScatterPNG draws 2-D points on a 512×512 white square covering [−4, 4]².
-func writeScatterPNG(path string, pts []float32, d int) error {
+// WriteScatterPNG draws 2-D points on a 512×512 white square covering [−4, 4]².
+func WriteScatterPNG(path string, pts []float32, d int) error {
 	if d != 2 {
 		return fmt.Errorf("a PNG scatter needs 2-D points; this model has dimension %d (write .csv instead)", d)
 	}
@@ -47,10 +49,10 @@ func writeScatterPNG(path string, pts []float32, d int) error {
 	return f.Close()
 }
 
-// writeImageGridPNG writes images (n rows of C×H×W values in [-1, 1], channel-major) as a grid
+// WriteImageGridPNG writes images (n rows of C×H×W values in [-1, 1], channel-major) as a grid
 // of ⌈√n⌉ columns with a 2-pixel white gutter, each image scaled up by the smallest integer factor
 // that makes the images' columns at least 512 pixels wide (16-pixel images are unreadable at 1×).
-func writeImageGridPNG(path string, imgs []float32, a weights.Arch) error {
+func WriteImageGridPNG(path string, imgs []float32, a weights.Arch) error {
 	c, h, w := a.Channels, a.Height, a.Width
 	if c != 1 && c != 3 {
 		return fmt.Errorf("a PNG grid needs 1 or 3 channels; this model has %d (write .csv instead)", c)

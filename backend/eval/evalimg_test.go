@@ -1,4 +1,4 @@
-package main
+package eval
 
 import (
 	"bytes"
@@ -15,21 +15,26 @@ import (
 	"testing"
 
 	"asbm/backend/asbm"
+	"asbm/backend/cli"
 	"asbm/backend/fid"
 	"asbm/backend/imgdata"
+	"asbm/backend/internal/clitest"
 	"asbm/backend/metrics"
+	"asbm/backend/modelfile"
+	"asbm/backend/sample"
+	"asbm/backend/train"
 	"asbm/model"
 	"asbm/shaders"
 	"asbm/weights"
 )
 
-// tinyEvalFixture trains the tiny 8×8 MNIST model of tinyImageTrain and a small classifier for
+// tinyEvalFixture trains the tiny 8×8 MNIST model of clitest.TinyImageTrain and a small classifier for
 // 8×8 digits (the shipped ones take 28×28): the feature network --features points the eval at.
 func tinyEvalFixture(t *testing.T) (modelPath, featPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	modelPath = filepath.Join(dir, "digits.msgpack")
-	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", modelPath}, tinyImageTrain...)
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", modelPath}, clitest.TinyImageTrain...)
 	if code, _, stderr := runCLI(t, args...); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
@@ -134,7 +139,7 @@ func TestEvalImages(t *testing.T) {
 	// References: the ASBM-SDE FID at NFE 2 and the baseline's straightness, recomputed here from
 	// the sampler, the feature network and the definitions (plain single-call networks, so the
 	// row-split evaluation must agree exactly).
-	m, err := loadModel(model)
+	m, err := modelfile.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +151,7 @@ func TestEvalImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := sampleCPU(m, request{net: "asbm", sampler: "sde", nfe: 2, n: 64, seed: 3}, nil)
+	imgs, err := sample.CPU(m, sample.Request{Net: "asbm", Sampler: "sde", NFE: 2, N: 64, Seed: 3}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +163,7 @@ func TestEvalImages(t *testing.T) {
 		t.Errorf("asbm-sde NFE 2: report %v, recomputed %v", got, want)
 	}
 	z := asbm.SamplePrior(asbm.NewNoise(3+2), 8, 64)
-	traj, err := asbm.SampleODETrajectory(m.net(netBaseline), nil, m.baseVP, z, 4)
+	traj, err := asbm.SampleODETrajectory(m.Net(modelfile.Baseline), nil, m.BaseVP, z, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +236,7 @@ func TestEvalImagesErrors(t *testing.T) {
 	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "digits.msgpack")
-	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", model}, tinyImageTrain...)
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", model}, clitest.TinyImageTrain...)
 	if code, _, stderr := runCLI(t, args...); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
 	}
@@ -263,12 +268,12 @@ func TestEvalImagesErrors(t *testing.T) {
 	}
 	// Whether the dispatch sees the model under each flag spelling.
 	for _, a := range [][]string{{"--model", model}, {"-model", model}, {"--model=" + model}, {"-model=" + model}} {
-		if flagValue(append(a, "--json"), "model") != model {
-			t.Errorf("flagValue(%v) missed the model", a)
+		if cli.FlagValue(append(a, "--json"), "model") != model {
+			t.Errorf("cli.FlagValue(%v) missed the model", a)
 		}
 	}
-	if flagValue([]string{"--", "--model", model}, "model") != "" || flagValue([]string{"--models", "x"}, "model") != "" ||
-		flagValue([]string{"model", "x"}, "model") != "" {
+	if cli.FlagValue([]string{"--", "--model", model}, "model") != "" || cli.FlagValue([]string{"--models", "x"}, "model") != "" ||
+		cli.FlagValue([]string{"model", "x"}, "model") != "" {
 		t.Error("flagValue matched past -- or a longer flag name")
 	}
 }
@@ -339,7 +344,7 @@ func TestCentreCropInvertsPadding(t *testing.T) {
 		}
 	}
 	arch.Channels, arch.Dim = 3, 768
-	var ue usageError
+	var ue cli.UsageError
 	if _, _, _, err := featureInput(arch, c, "mnist", "x"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--features") {
 		t.Errorf("3×16×16 against 1×28×28 features: %v", err)
 	}
@@ -371,7 +376,7 @@ func TestRowSplitNetMatchesOneCall(t *testing.T) {
 		}
 		want := net.ForwardCPU(tv, x)
 		got := make([]float32, len(x))
-		rowSplitNet{cpuNet{net}, 3}.Eval(tv, x, got)
+		rowSplitNet{modelfile.CPUNet{Net: net}, 3}.Eval(tv, x, got)
 		if !slices.Equal(got, want) || slices.Max(want) == 0 {
 			t.Errorf("n = %d: row-split output differs from one call", n)
 		}
@@ -389,7 +394,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	}
 	dir := t.TempDir()
 	full := filepath.Join(dir, "emoji.msgpack")
-	train := slices.Clone(tinyImageTrain)
+	train := slices.Clone(clitest.TinyImageTrain)
 	train[slices.Index(train, "mnist")] = "emoji:faces"
 	evalArgs := slices.Clone(tinyEvalArgs)
 	evalArgs[slices.Index(evalArgs, "--n")+1] = "128"
@@ -404,7 +409,7 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	part := weights.New(f.Arch)
 	part.Meta = f.Meta
 	for _, tn := range f.Tensors {
-		if !strings.HasPrefix(tn.Name, netGen) && !strings.HasPrefix(tn.Name, netBaseline) {
+		if !strings.HasPrefix(tn.Name, modelfile.Gen) && !strings.HasPrefix(tn.Name, modelfile.Baseline) {
 			part.Tensors = append(part.Tensors, tn)
 		}
 	}
@@ -483,5 +488,52 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 		if tn.Name != part.Tensors[i].Name || !slices.Equal(a, b) {
 			t.Errorf("tensor %s changed", tn.Name)
 		}
+	}
+}
+
+// verbs are the commands the eval tests run: training makes their fixtures.
+var verbs = map[string]cli.Verb{"train": {Run: train.Command}, "eval": {Run: Command}}
+
+// runCLI runs a verb in-process as `backend` would.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return clitest.Run(t, verbs, args...)
+}
+
+func TestEvalJSON(t *testing.T) {
+	path := clitest.TrainTiny(t, t.TempDir())
+	code, stdout, stderr := runCLI(t, "eval", "--model", path, "--json", "--n", "300", "--projections", "50",
+		"--path-steps", "10", "--path-points", "50", "--pairs", "200")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var rep evalReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	for _, me := range evalMethods {
+		row := rep.SWD[me.name]
+		if len(row) != len(evalNFEs) {
+			t.Fatalf("%s: %d entries", me.name, len(row))
+		}
+		for i, v := range row {
+			want := !(me.sampler == "gen" && evalNFEs[i] != 1 || me.net == "asbm" && me.sampler != "gen" && evalNFEs[i] == 1)
+			if (v != nil) != want || v != nil && !(*v >= 0) {
+				t.Errorf("%s NFE %d: %v", me.name, evalNFEs[i], v)
+			}
+		}
+	}
+	if rep.Inversion == nil || rep.Coupling["sinkhorn"].Transport <= 0 || rep.Straightness["asbm-ode"].Steps != 10 {
+		t.Errorf("incomplete report: %+v", rep)
+	}
+	jsonPath := filepath.Join(t.TempDir(), "eval.json")
+	code, stdout, _ = runCLI(t, "eval", "--model", path, "--n", "300", "--projections", "50",
+		"--path-steps", "10", "--path-points", "50", "--pairs", "200", "--json-out", jsonPath)
+	if code != 0 || !strings.Contains(stdout, "baseline-ode") || !strings.Contains(stdout, "inversion test") {
+		t.Errorf("table: %q", stdout)
+	}
+	var again evalReport
+	if b, err := os.ReadFile(jsonPath); err != nil || json.Unmarshal(b, &again) != nil || *again.SWD["asbm-ode"][2] != *rep.SWD["asbm-ode"][2] {
+		t.Errorf("--json-out: %v; the report differs from --json's (same seed)", err)
 	}
 }

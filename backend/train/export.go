@@ -1,37 +1,37 @@
-package main
+package train
 
 import (
-	"cmp"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
+	"asbm/backend/cli"
 	"asbm/backend/cpu"
+	"asbm/backend/modelfile"
 	"asbm/model"
 	"asbm/weights"
 )
 
 // exportNets maps a checkpoint's finished networks to the model file's prefixes.
 var exportNets = []struct{ key, prefix string }{
-	{"s", netScore}, {"u", netControl}, {"g", netGen}, {"b", netBaseline},
+	{"s", modelfile.Score}, {"u", modelfile.Control}, {"g", modelfile.Gen}, {"b", modelfile.Baseline},
 }
 
 // exportModel builds the model file from a run's finished networks: their EMA parameters (the
 // released checkpoints are EMA models, asbm.md §3.2) and the metadata needed to sample them.
-func exportModel(st *trainState, f16 bool) (*weights.File, error) {
-	if st.final["s"] == nil {
-		return nil, fmt.Errorf("the run has not finished stage 2 (phase %s): there is no score network to export yet", st.phase)
+func exportModel(st *State, f16 bool) (*weights.File, error) {
+	if st.Final["s"] == nil {
+		return nil, fmt.Errorf("the run has not finished stage 2 (phase %s): there is no score network to export yet", st.Phase)
 	}
-	c := st.cfg
+	c := st.Config
 	f := weights.New(c.Arch)
 	for _, n := range exportNets {
-		state := st.final[n.key]
+		state := st.Final[n.key]
 		if state == nil {
 			continue
 		}
@@ -46,15 +46,15 @@ func exportModel(st *trainState, f16 bool) (*weights.File, error) {
 			return nil, err
 		}
 	}
-	name, _ := dataName(c.Data)
+	name, _ := DataName(c.Data)
 	f.Meta["dataset"] = name
 	f.Meta["beta0"] = c.Beta0
 	f.Meta["beta1"] = c.Beta1
 	f.Meta["baseline_beta1"] = c.BaseB1
 	f.Meta["sigma_v"] = c.SigmaV
 	f.Meta["seed"] = int64(c.Seed)
-	f.Meta["stage"] = st.phase
-	f.Meta["training"] = strings.Join(st.log, "\n")
+	f.Meta["stage"] = st.Phase
+	f.Meta["training"] = strings.Join(st.Log, "\n")
 	f.Meta["command"] = "backend train " + trainFlags(c)
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		f.Meta["commit"] = strings.TrimSpace(string(out))
@@ -78,9 +78,9 @@ func addNet(f *weights.File, prefix string, m *model.Net, f16 bool) error {
 }
 
 // trainFlags renders the flags that reproduce a run: every configuration flag with its value.
-func trainFlags(c trainConfig) string {
+func trainFlags(c Config) string {
 	var parts []string
-	fs := newFlags("train")
+	fs := cli.NewFlags("train")
 	bindTrainFlags(fs, &c)
 	// Only the flags of the run's network family: --hidden/--layers mean nothing to a U-Net and the
 	// U-Net sizes nothing to an MLP.
@@ -97,30 +97,31 @@ func trainFlags(c trainConfig) string {
 	return strings.Join(parts, " ")
 }
 
-func runExport(args []string, stdout io.Writer) error {
-	fs := newFlags("export")
+// ExportCommand is `backend export`: it writes a model file (f32 or f16) from a run's checkpoint.
+func ExportCommand(args []string, stdout io.Writer) error {
+	fs := cli.NewFlags("export")
 	ckpt := fs.String("ckpt", "", "checkpoint written by `backend train` (runs/<data>/checkpoint.msgpack)")
 	out := fs.String("out", "", "model file to write")
 	f16 := fs.Bool("f16", false, "store the weights as f16 (half the size)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *ckpt == "" || *out == "" {
-		return usagef("--ckpt and --out are required")
+		return cli.Usagef("--ckpt and --out are required")
 	}
-	st, err := loadTrainState(*ckpt)
+	st, err := LoadState(*ckpt)
 	if err != nil {
 		return err
 	}
 	if err := writeModel(st, *f16, *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, st.phase)
+	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, st.Phase)
 	return nil
 }
 
 // writeModel exports a run's finished networks to the model file at path (atomically).
-func writeModel(st *trainState, f16 bool, path string) error {
+func writeModel(st *State, f16 bool, path string) error {
 	f, err := exportModel(st, f16)
 	if err != nil {
 		return err
@@ -129,14 +130,4 @@ func writeModel(st *trainState, f16 bool, path string) error {
 		return err
 	}
 	return weights.WriteFile(path, f)
-}
-
-// sortedKeys returns a map's keys in order, for deterministic files.
-func sortedKeys[V any, K cmp.Ordered](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -1,4 +1,4 @@
-package main
+package plot
 
 import (
 	"encoding/json"
@@ -21,6 +21,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"asbm/backend/cli"
+	"asbm/backend/train"
 	"asbm/weights"
 )
 
@@ -32,8 +34,8 @@ import (
 // "; terminal check: …" note). Logs from before the time field was added lack " time …"; both parse.
 var lossLine = regexp.MustCompile(`^(\S+) epoch (\d+) (\S+) loss (\S+) steps \d+ buffer \d+(?: time \S+)?(?:;.*)?$`)
 
-// lossSeries is one panel of the plot: the losses logged for one training phase and one regression.
-type lossSeries struct {
+// LossSeries is one panel of the plot: the losses logged for one training phase and one regression.
+type LossSeries struct {
 	Phase  string    // training phase of train.go: stage1, stage2, baseline or distill
 	Kind   string    // what the epoch regressed (asbm.Phase): AM, CM, BM, DSM or distill
 	Epochs []int     // epoch indices, increasing
@@ -41,7 +43,7 @@ type lossSeries struct {
 }
 
 // title names the panel's loss the way asbm.md does.
-func (s lossSeries) title() string {
+func (s LossSeries) title() string {
 	switch s.Phase + "/" + s.Kind {
 	case "stage1/AM":
 		return "stage 1: adjoint matching (AM)"
@@ -57,7 +59,7 @@ func (s lossSeries) title() string {
 	return s.Phase + ": " + s.Kind
 }
 
-// kindOrder puts stage 1's adjoint-matching panel before its corrector-matching one; other phases
+// kindOrder puts stage 1's adjoint-matching panel before its corrector-matching one; other train.Phases
 // have one regression each.
 var kindOrder = []string{"AM", "CM", "BM", "DSM", "distill"}
 
@@ -68,7 +70,7 @@ type lossPoint struct {
 	loss  float64
 }
 
-// parseLossLog extracts every phase's (epoch, loss) series from a training log (train.log, a captured
+// ParseLossLog extracts every phase's (epoch, loss) series from a training log (train.log, a captured
 // stderr, or a model file's log metadata). Lines that are not epoch lines of a known phase, and
 // non-finite losses (which cannot be drawn; training stops on NaN), are skipped; skipped counts the
 // latter.
@@ -77,9 +79,9 @@ type lossPoint struct {
 // kill replays the epochs since the last checkpoint, and --from-phase reruns a phase and every later
 // one. A phase's epoch counter only grows within one run, so an epoch at or below the phase's last one
 // (or a phase line after a later phase's lines) starts a rerun: the rerun's lines replace the earlier
-// run's from that epoch on, and the later phases' lines, which the rerun will redo, are dropped.
-func parseLossLog(text string) (series []lossSeries, skipped int) {
-	byPhase := make([][]lossPoint, len(phases))
+// run's from that epoch on, and the later train.Phases' lines, which the rerun will redo, are dropped.
+func ParseLossLog(text string) (series []LossSeries, skipped int) {
+	byPhase := make([][]lossPoint, len(train.Phases))
 	for _, line := range strings.Split(text, "\n") {
 		// A captured terminal may hold progress-bar redraws ending in \r before the line proper.
 		if i := strings.LastIndexByte(line, '\r'); i >= 0 {
@@ -89,7 +91,7 @@ func parseLossLog(text string) (series []lossSeries, skipped int) {
 		if m == nil {
 			continue
 		}
-		p := phaseIndex(m[1])
+		p := train.PhaseIndex(m[1])
 		if p < 0 || m[1] == "done" {
 			continue
 		}
@@ -125,7 +127,7 @@ func parseLossLog(text string) (series []lossSeries, skipped int) {
 		}
 		slices.SortStableFunc(kinds, func(a, b string) int { return kindRank(a) - kindRank(b) })
 		for _, k := range kinds {
-			s := lossSeries{Phase: phases[p], Kind: k}
+			s := LossSeries{Phase: train.Phases[p], Kind: k}
 			for _, x := range pts {
 				if x.kind == k {
 					s.Epochs = append(s.Epochs, x.epoch)
@@ -146,12 +148,12 @@ func kindRank(k string) int {
 	return len(kindOrder)
 }
 
-// Pixel size of one panel; the PNG is a grid of them (lossGrid).
-const lossPanelW, lossPanelH = 450, 300
+// Pixel size of one panel; the PNG is a grid of them (LossGrid).
+const LossPanelW, LossPanelH = 450, 300
 
-// lossGrid lays n panels out in columns and rows: one row up to three panels, then rows of two
+// LossGrid lays n panels out in columns and rows: one row up to three panels, then rows of two
 // (four panels) or three (five: stage 1 AM and CM, stage 2, baseline, distillation).
-func lossGrid(n int) (cols, rows int) {
+func LossGrid(n int) (cols, rows int) {
 	switch {
 	case n <= 3:
 		cols = max(n, 1)
@@ -165,12 +167,12 @@ func lossGrid(n int) (cols, rows int) {
 
 // writeLossPNG draws one panel per series (loss vs epoch, log-scale y when the series spans more than
 // a factor 10) titled with the phase and the data set, and writes the grid as a PNG of
-// lossPanelW·cols × lossPanelH·rows pixels.
-func writeLossPNG(path string, series []lossSeries, dataset string) error {
+// LossPanelW·cols × LossPanelH·rows pixels.
+func writeLossPNG(path string, series []LossSeries, dataset string) error {
 	if len(series) == 0 {
 		return errors.New("no loss series to plot")
 	}
-	cols, rows := lossGrid(len(series))
+	cols, rows := LossGrid(len(series))
 	grid := make([][]*plot.Plot, rows)
 	for r := range grid {
 		grid[r] = make([]*plot.Plot, cols)
@@ -182,7 +184,7 @@ func writeLossPNG(path string, series []lossSeries, dataset string) error {
 		}
 		grid[i/cols][i%cols] = p
 	}
-	img := image.NewRGBA(image.Rect(0, 0, lossPanelW*cols, lossPanelH*rows))
+	img := image.NewRGBA(image.Rect(0, 0, LossPanelW*cols, LossPanelH*rows))
 	c := vgimg.NewWith(vgimg.UseImage(img))
 	dc := draw.New(c)
 	tiles := draw.Tiles{Rows: rows, Cols: cols, PadTop: 4, PadBottom: 4, PadLeft: 4, PadRight: 8, PadX: 16, PadY: 12}
@@ -206,7 +208,7 @@ func writeLossPNG(path string, series []lossSeries, dataset string) error {
 }
 
 // lossPanel builds one series' plot.
-func lossPanel(s lossSeries, dataset string) (*plot.Plot, error) {
+func lossPanel(s LossSeries, dataset string) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = s.title()
 	if dataset != "" {
@@ -301,9 +303,9 @@ func logTicks(lo, hi float64) []plot.Tick {
 // checkpoint (a run's "config" metadata; model files have none), and its data set's name.
 func trainingLog(f *weights.File) (text string, checkpoint bool, dataset string) {
 	if cfgJSON, ok := f.MetaString("config"); ok {
-		var c trainConfig
+		var c train.Config
 		if json.Unmarshal([]byte(cfgJSON), &c) == nil {
-			dataset, _ = dataName(c.Data)
+			dataset, _ = train.DataName(c.Data)
 		}
 		text, _ = f.MetaString("log")
 		return text, true, dataset
@@ -313,19 +315,19 @@ func trainingLog(f *weights.File) (text string, checkpoint bool, dataset string)
 	return text, false, dataset
 }
 
-func runPlot(args []string, stdout io.Writer) error {
-	fs := newFlags("plot")
+func Command(args []string, stdout io.Writer) error {
+	fs := cli.NewFlags("plot")
 	modelPath := fs.String("model", "", "model file (weights/*.msgpack) or checkpoint (runs/<x>/checkpoint.msgpack) written by backend train")
 	logPath := fs.String("log", "", "the run's train.log to read the losses from (default: the file's own log, else the train.log beside a checkpoint)")
 	out := fs.String("out", "", "PNG to write (default: the --model path with .msgpack replaced by -loss.png)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *modelPath == "" {
-		return usagef("--model is required (a model file or runs/<x>/checkpoint.msgpack)")
+		return cli.Usagef("--model is required (a model file or runs/<x>/checkpoint.msgpack)")
 	}
 	if _, err := os.Stat(*modelPath); err != nil {
-		return usagef("model file %s: %v", *modelPath, err)
+		return cli.Usagef("model file %s: %v", *modelPath, err)
 	}
 	f, err := weights.ReadFile(*modelPath)
 	if err != nil {
@@ -336,11 +338,11 @@ func runPlot(args []string, stdout io.Writer) error {
 	if *logPath != "" {
 		b, err := os.ReadFile(*logPath)
 		if err != nil {
-			return usagef("--log %s: %v", *logPath, err)
+			return cli.Usagef("--log %s: %v", *logPath, err)
 		}
 		text, source = string(b), *logPath
 	}
-	series, skipped := parseLossLog(text)
+	series, skipped := ParseLossLog(text)
 	// The epoch lines go to the run folder's train.log; a checkpoint's own log holds one summary line
 	// per finished phase. train.log always sits beside the checkpoint.
 	if len(series) == 0 && *logPath == "" && checkpoint {
@@ -349,7 +351,7 @@ func runPlot(args []string, stdout io.Writer) error {
 		switch {
 		case err == nil:
 			text, source = string(b), sibling
-			series, skipped = parseLossLog(text)
+			series, skipped = ParseLossLog(text)
 		case !errors.Is(err, os.ErrNotExist):
 			return err
 		}

@@ -1,0 +1,100 @@
+// Package modelfile loads a model file written by `backend train` or `backend export`: its networks
+// (score, control, distilled generator, baseline) on the CPU and both base SDEs.
+package modelfile
+
+import (
+	"fmt"
+	"os"
+
+	"asbm/backend/asbm"
+	"asbm/backend/cli"
+	"asbm/model"
+	"asbm/weights"
+)
+
+// Network prefixes inside a model file.
+const (
+	Score    = "score/"
+	Control  = "control/"
+	Gen      = "gen/"
+	Baseline = "baseline/"
+)
+
+// File is a loaded model file: the ASBM networks, the memoryless baseline, and both base SDEs.
+type File struct {
+	Path   string
+	File   *weights.File
+	VP     asbm.VP // the ASBM base (asbm.md §1.2)
+	BaseVP asbm.VP // the memoryless baseline's base (β_1 = 20)
+	Nets   map[string]*model.Net
+}
+
+// Load reads a model file and builds every network it holds.
+func Load(path string) (*File, error) {
+	if path == "" {
+		return nil, cli.Usagef("--model is required (for example --model weights/8gaussians.msgpack)")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, cli.Usagef("model file %s: %v", path, err)
+	}
+	f, err := weights.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := &File{Path: path, File: f, Nets: map[string]*model.Net{}}
+	get := func(key string, def float64) float64 {
+		if v, ok := f.MetaFloat(key); ok {
+			return v
+		}
+		return def
+	}
+	m.VP = asbm.VP{Beta0: get("beta0", 0.1), Beta1: get("beta1", 4), SigmaV: get("sigma_v", 1)}
+	m.BaseVP = asbm.VP{Beta0: get("beta0", 0.1), Beta1: get("baseline_beta1", 20), SigmaV: get("sigma_v", 1)}
+	for _, p := range []string{Score, Control, Gen, Baseline} {
+		if _, ok := f.Tensor(p + "out.w"); !ok {
+			continue
+		}
+		mlp, err := model.NetFromFile(f, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		m.Nets[p] = mlp
+	}
+	if m.Nets[Score] == nil {
+		return nil, fmt.Errorf("%s holds no %q network: is it a model file written by `backend train` or `backend export`?", path, Score)
+	}
+	return m, nil
+}
+
+// Net returns the network under prefix as an asbm.Net on the CPU, or nil when the file lacks it.
+func (m *File) Net(prefix string) asbm.Net {
+	if mlp := m.Nets[prefix]; mlp != nil {
+		return CPUNet{mlp}
+	}
+	return nil
+}
+
+// Dataset returns the model's data set name from its metadata.
+func (m *File) Dataset() string {
+	s, _ := m.File.MetaString("dataset")
+	return s
+}
+
+// CPUNet evaluates a network with the plain-Go forward (model.Net.ForwardCPU) as an asbm.Net.
+type CPUNet struct{ Net *model.Net }
+
+// Dim is the data dimension.
+func (c CPUNet) Dim() int { return c.Net.Arch.Dim }
+
+// Eval runs ForwardCPU on chunks of at most cpuChunkRows rows, so a large image batch does not hold
+// every layer's activations for all rows at once (rows are independent: the result is the same).
+func (c CPUNet) Eval(t, x, out []float32) {
+	d := c.Net.Arch.Dim
+	for lo := 0; lo < len(t); lo += cpuChunkRows {
+		hi := min(lo+cpuChunkRows, len(t))
+		copy(out[lo*d:hi*d], c.Net.ForwardCPU(t[lo:hi], x[lo*d:hi*d]))
+	}
+}
+
+// cpuChunkRows bounds the rows of one plain-Go forward pass.
+const cpuChunkRows = 256

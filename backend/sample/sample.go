@@ -1,0 +1,237 @@
+// Package sample is `backend sample`: it draws points or images from a model file with the project's
+// one sampler (model.Run) on the CPU or, through the WGSL kernels, on a native WebGPU adapter.
+package sample
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"asbm/backend/asbm"
+	"asbm/backend/cli"
+	"asbm/backend/modelfile"
+	"asbm/backend/plot"
+	"asbm/model"
+	"asbm/shaders"
+)
+
+// SamplerNames lists the --sampler values: the backward SDE (Euler–Maruyama) and the
+// probability-flow ODE (Heun), asbm.md §3.3.
+var SamplerNames = []string{"sde", "ode"}
+
+// Request is one sampling call, shared by sample, eval and the tests.
+type Request struct {
+	Net     string // "asbm" or "baseline"
+	Sampler string // "sde" or "ode"
+	NFE     int    // 1 = the distilled generator (asbm); otherwise sampler steps
+	N       int
+	Seed    uint64
+}
+
+func (r Request) Validate() error {
+	if r.NFE < 1 || r.NFE > 1000 {
+		return cli.Usagef("--nfe must be between 1 and 1000, got %d", r.NFE)
+	}
+	if r.N < 1 || r.N > 1_000_000 {
+		return cli.Usagef("--n must be between 1 and 1000000, got %d", r.N)
+	}
+	if r.Sampler != "sde" && r.Sampler != "ode" {
+		return cli.Usagef("--sampler must be one of %s, got %q", strings.Join(SamplerNames, ", "), r.Sampler)
+	}
+	if r.Net != "asbm" && r.Net != "baseline" {
+		return cli.Usagef("--net must be asbm or baseline, got %q", r.Net)
+	}
+	return nil
+}
+
+// Method returns the shaders/asbm sampler name: NFE 1 on the ASBM model is the one-step generator.
+func (r Request) Method() string {
+	if r.Net == "asbm" && r.NFE == 1 {
+		return "gen"
+	}
+	return r.Sampler
+}
+
+// CPU draws r.N points with the reference samplers of backend/asbm. The noise stream is the
+// project's convention (x1 first, then one draw per noisy SDE step), so the browser and the GPU
+// sampler give the same points for the same seed.
+func CPU(m *modelfile.File, r Request, cb asbm.Callback) ([]float32, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	d := m.Nets[modelfile.Score].Arch.Dim
+	noise := asbm.NewNoise(r.Seed)
+	x := make([]float32, r.N*d)
+	noise.Fill(x)
+	vp, score, control := m.VP, m.Net(modelfile.Score), m.Net(modelfile.Control)
+	if r.Net == "baseline" {
+		if m.Nets[modelfile.Baseline] == nil {
+			return nil, fmt.Errorf("%s holds no memoryless baseline network", m.Path)
+		}
+		vp, score, control = m.BaseVP, m.Net(modelfile.Baseline), nil
+	}
+	switch r.Method() {
+	case "gen":
+		gen := m.Net(modelfile.Gen)
+		if gen == nil {
+			return nil, fmt.Errorf("%s holds no distilled generator: use --nfe 2 or more", m.Path)
+		}
+		return asbm.Generate(gen, vp, x)
+	case "sde":
+		return asbm.SampleSDE(score, vp, x, r.NFE, noise, cb)
+	default:
+		if r.Net == "asbm" && control == nil {
+			return nil, fmt.Errorf("%s holds no forward control network, which the PF-ODE needs: use --sampler sde", m.Path)
+		}
+		return asbm.SampleODE(score, control, vp, x, r.NFE, cb)
+	}
+}
+
+// GPU draws the same points as CPU through the WGSL kernels on a native WebGPU adapter.
+func GPU(m *modelfile.File, r Request) ([]float32, string, error) {
+	if err := r.Validate(); err != nil {
+		return nil, "", err
+	}
+	dev, err := shaders.NewDevice()
+	if err != nil {
+		return nil, "", err
+	}
+	defer dev.Close()
+	var nets shaders.Nets
+	up := func(prefix string) (*shaders.GPUNet, error) {
+		if m.Nets[prefix] == nil {
+			return nil, nil
+		}
+		return shaders.NewGPUNet(dev, m.Nets[prefix])
+	}
+	vp := m.VP
+	if r.Net == "baseline" {
+		vp = m.BaseVP
+		if nets.Score, err = up(modelfile.Baseline); err != nil {
+			return nil, "", err
+		}
+	} else {
+		if nets.Score, err = up(modelfile.Score); err != nil {
+			return nil, "", err
+		}
+		if nets.Control, err = up(modelfile.Control); err != nil {
+			return nil, "", err
+		}
+		if nets.Gen, err = up(modelfile.Gen); err != nil {
+			return nil, "", err
+		}
+	}
+	pts, err := shaders.SampleGPU(dev, nets, model.SampleOptions{
+		Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
+		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV,
+	}, model.SampleHooks{})
+	return pts, dev.AdapterInfo(), err
+}
+
+func Command(args []string, stdout io.Writer) error {
+	fs := cli.NewFlags("sample")
+	path := fs.String("model", "", "model file written by `backend train` or `backend export`")
+	var r Request
+	fs.StringVar(&r.Net, "net", "asbm", "asbm or baseline (the memoryless DSM model in the same file)")
+	fs.StringVar(&r.Sampler, "sampler", "sde", "sde (backward Euler–Maruyama) or ode (Heun PF-ODE)")
+	fs.IntVar(&r.NFE, "nfe", 8, "steps; 1 with --net asbm is the distilled one-step generator")
+	fs.IntVar(&r.N, "n", 0, "number of samples (default 2000 points for 2-D models, 16 images for image models)")
+	fs.Uint64Var(&r.Seed, "seed", 0, "noise seed (the browser gives the same points for the same seed)")
+	out := fs.String("out", "-", "output: a .csv or .png path (a scatter for 2-D models, an image grid for image models), or - for CSV on stdout")
+	device := fs.String("device", "cpu", "cpu (reference) or gpu (WGSL kernels on native WebGPU)")
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	pre := r // --n 0 means "the default for the model", known once it is loaded
+	if pre.N == 0 {
+		pre.N = 1
+	}
+	if err := pre.Validate(); err != nil {
+		return err
+	}
+	ext := strings.ToLower(filepath.Ext(*out))
+	if *out != "-" && ext != ".csv" && ext != ".png" {
+		return cli.Usagef("--out must end in .csv or .png (or be -), got %q", *out)
+	}
+	if *device != "cpu" && *device != "gpu" {
+		return cli.Usagef("--device must be cpu or gpu, got %q", *device)
+	}
+	m, err := modelfile.Load(*path)
+	if err != nil {
+		return err
+	}
+	arch := m.Nets[modelfile.Score].Arch
+	if r.N == 0 {
+		r.N = 2000
+		if arch.Kind == "unet" {
+			r.N = 16
+		}
+	}
+	var pts []float32
+	if *device == "gpu" {
+		var adapter string
+		pts, adapter, err = GPU(m, r)
+		if err == nil {
+			fmt.Fprintf(os.Stderr, "adapter: %s\n", adapter)
+		}
+	} else {
+		pts, err = CPU(m, r, nil)
+	}
+	if err != nil {
+		return err
+	}
+	d := m.Nets[modelfile.Score].Arch.Dim
+	switch {
+	case *out == "-":
+		return writeCSV(stdout, pts, d)
+	case ext == ".png" && arch.Kind == "unet":
+		return plot.WriteImageGridPNG(*out, pts, arch)
+	case ext == ".png":
+		return plot.WriteScatterPNG(*out, pts, d)
+	default:
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(f)
+		if err := writeCSV(w, pts, d); err != nil {
+			f.Close()
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+}
+
+// writeCSV writes one point per line with a header x,y (x0,x1,… for d > 2).
+func writeCSV(w io.Writer, pts []float32, d int) error {
+	cols := []string{"x", "y"}
+	if d != 2 {
+		cols = cols[:0]
+		for j := 0; j < d; j++ {
+			cols = append(cols, fmt.Sprintf("x%d", j))
+		}
+	}
+	if _, err := fmt.Fprintln(w, strings.Join(cols, ",")); err != nil {
+		return err
+	}
+	for i := 0; i+d <= len(pts); i += d {
+		var b strings.Builder
+		for j := 0; j < d; j++ {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%.7g", pts[i+j])
+		}
+		if _, err := fmt.Fprintln(w, b.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
