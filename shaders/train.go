@@ -1,5 +1,9 @@
 package shaders
 
+// train.go is the GPU Trainer for both network kinds: buffers, the AdamW/EMA step, the loss, state
+// save/restore and the MLP passes (the U-Net's passes are train_unet.go). It is a little over 500
+// lines because the Trainer's methods share its buffer bookkeeping.
+
 import (
 	_ "embed"
 	"fmt"

@@ -28,6 +28,10 @@
 // load or generate at a time. info() never waits for that mutex: it reads a snapshot.
 package main
 
+// main.go is the JavaScript API (load, generate, warmup, info) and model loading; generating is
+// generate.go. It is a little over 500 lines because every exported JS function validates its
+// arguments here with the error text the page shows.
+
 import (
 	"encoding/binary"
 	"errors"

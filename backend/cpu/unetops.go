@@ -1,5 +1,9 @@
 package cpu
 
+// unetops.go holds the U-Net's custom gorgonia ops (residual add, time bias, channel sums, concat and
+// split, resampling), each with its forward Do and its SymDiff; they share the op boilerplate and the
+// parallel helpers at the top, so they stay in one file a little over 500 lines.
+
 import (
 	"fmt"
 	"hash"

@@ -1,5 +1,8 @@
 package fid
 
+// classifier_test.go checks the feature networks forward and backward against float64 references
+// and trains one on a fixture; the references make it long.
+
 import (
 	"math"
 	"math/rand/v2"

@@ -1,5 +1,8 @@
 package server
 
+// server_test.go runs the real server on a free port for every route and header the page and the
+// widget rely on; one file keeps the shared fixture (a built site and weights folder) in one place.
+
 import (
 	"bufio"
 	"bytes"
