@@ -28,7 +28,7 @@ import (
 type imgEvalReport struct {
 	Model    string `json:"model"`
 	Dataset  string `json:"dataset"`
-	Device   string `json:"device"`   // "cpu", or "gpu (<adapter>)"
+	Device   string `json:"device"`   // "cpu", "ref", or "gpu (<adapter>)"
 	Features string `json:"features"` // the feature network file FIDs are computed with
 	// FeatureInput says how generated images reach the feature network's input: "as is", or a
 	// centre crop from the model's 32×32 to the classifier's 28×28 (the inverse of imgdata's padding).
@@ -108,7 +108,7 @@ type imgEvalOptions struct {
 	n            int
 	nfes         []int
 	seed         uint64
-	device       string // "cpu" or "gpu"
+	device       string // "cpu", "ref" or "gpu"
 	features     string // feature network file; "" = the shipped one of the data set
 	floorRepeats int
 	pathSteps    int
@@ -175,7 +175,7 @@ func newImgEvalFlags() *imgEvalFlags {
 		"(128) the covariance is rank-deficient")
 	f.nfeList = fs.String("nfe-list", "1,2,4,8,16,32,100", "step counts of the FID table; NFE 1 is the distilled generator for ASBM")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the sampling noise, the held-out draws and the floor")
-	fs.StringVar(&o.device, "device", "cpu", "cpu (plain-Go networks) or gpu (WGSL kernels on native WebGPU: much faster on a real GPU)")
+	fs.StringVar(&o.device, "device", "cpu", "cpu (the gorgonia training engine, OpenBLAS), ref (the plain-Go reference networks, ~10× slower) or gpu (WGSL kernels on native WebGPU: much faster on a real GPU)")
 	fs.StringVar(&o.features, "features", "", "FID feature network file (default: the shipped one of the model's data set, "+
 		"weights/classifier-mnist.msgpack, weights/classifier-fashion.msgpack or weights/features-emoji.msgpack, "+
 		"looked up from the working directory upwards)")
@@ -222,13 +222,14 @@ func runEvalImages(args []string, stdout io.Writer) error {
 	if o.floorRepeats < 1 || o.floorRepeats > 1000 {
 		return cli.Usagef("--floor-repeats must be between 1 and 1000, got %d", o.floorRepeats)
 	}
-	if o.device != "cpu" && o.device != "gpu" {
-		return cli.Usagef("--device must be cpu or gpu, got %q", o.device)
+	if o.device != "cpu" && o.device != "ref" && o.device != "gpu" {
+		return cli.Usagef("--device must be cpu, ref or gpu, got %q", o.device)
 	}
 	m, err := modelfile.Load(*path)
 	if err != nil {
 		return err
 	}
+	m.CPUEngine = o.device == "cpu"
 	start := time.Now()
 	rep, err := evaluateImages(m, o)
 	if err != nil {

@@ -69,12 +69,13 @@ type evalNets struct {
 }
 
 func openEvalNets(m *modelfile.File, device string) (*evalNets, error) {
-	if device == "cpu" {
+	if device != "gpu" {
 		wrap := func(p string) asbm.Net {
-			if n := m.Net(p); n != nil {
+			n := m.Net(p)
+			if _, plain := n.(modelfile.CPUNet); plain {
 				return rowSplitNet{n, 2} // this project's machines have 2 cores (see parallel)
 			}
-			return nil
+			return n // nil, or an engine network, which uses every core itself
 		}
 		return &evalNets{score: wrap(modelfile.Score), control: wrap(modelfile.Control), baseline: wrap(modelfile.Baseline),
 			check: func() error { return nil }, close: func() {}}, nil

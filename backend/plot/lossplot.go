@@ -315,16 +315,25 @@ func trainingLog(f *weights.File) (text string, checkpoint bool, dataset string)
 	return text, false, dataset
 }
 
+// Command is `backend plot`: a run's loss curves (--model), or FID vs NFE from eval reports (--eval).
 func Command(args []string, stdout io.Writer) error {
 	fs := cli.NewFlags("plot")
-	modelPath := fs.String("model", "", "model file (weights/*.msgpack) or checkpoint (runs/<x>/checkpoint.msgpack) written by backend train")
+	modelPath := fs.String("model", "", "model file (weights/*.msgpack) or checkpoint (runs/<x>/checkpoint.msgpack) written by backend train: draws its loss curves")
 	logPath := fs.String("log", "", "the run's train.log to read the losses from (default: the file's own log, else the train.log beside a checkpoint)")
-	out := fs.String("out", "", "PNG to write (default: the --model path with .msgpack replaced by -loss.png)")
+	evalList := fs.String("eval", "", "instead of --model: comma-separated JSON reports of `backend eval --json-out` for one image model "+
+		"(one per seed): draws FID vs NFE with mean ± SD error bars and prints the mean ± SD table")
+	out := fs.String("out", "", "PNG to write (default: the --model path with .msgpack replaced by -loss.png, or the first --eval report's with .json replaced by -fid.png)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
+	if *evalList != "" {
+		if *modelPath != "" || *logPath != "" {
+			return cli.Usagef("--eval draws FID reports; it does not take --model or --log")
+		}
+		return fidCommand(*evalList, *out, stdout)
+	}
 	if *modelPath == "" {
-		return cli.Usagef("--model is required (a model file or runs/<x>/checkpoint.msgpack)")
+		return cli.Usagef("--model is required (a model file or runs/<x>/checkpoint.msgpack), or --eval with eval reports")
 	}
 	if _, err := os.Stat(*modelPath); err != nil {
 		return cli.Usagef("model file %s: %v", *modelPath, err)
