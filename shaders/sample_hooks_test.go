@@ -41,7 +41,7 @@ func (l *hookLog) hooks(every, chunk, stop int, stopErr error) model.SampleHooks
 	}
 }
 
-// netCalls is the number of network evaluations (of all rows) a run makes: runSampler's schedule
+// netCalls is the number of network evaluations (of all rows) a run makes: model.Run's schedule
 // written out (gen: one; sde: one per step; ode: score (+ control) at x and, but on the last step,
 // at x̃).
 func netCalls(method string, steps int, control bool) int {

@@ -25,7 +25,7 @@ func sampleNets(tb testing.TB, seed uint64) model.CPUNets {
 }
 
 // literalSample is the samplers exactly as the shared conventions state them, in float64 state
-// (the networks still take float32 inputs), independent of runSampler.
+// (the networks still take float32 inputs), independent of model.Run.
 func literalSample(nets model.CPUNets, o model.SampleOptions) []float64 {
 	return literalSampleTo(nets, o, max(1, o.Steps))
 }

@@ -1,10 +1,10 @@
-"""The project's U-Net (shaders/unet.go) in PyTorch, built from a weights file's arch.
+"""The project's U-Net (model/unet.go) in PyTorch, built from a weights file's arch.
 
 The module tree mirrors Go's parameter names, so `state_dict()` keys are exactly the names of
-shaders.ParamShapes ("in.w", "temb.l1.w", "down0.0.gn1.g", …, "out.b"), in its order except at the
+model.ParamShapes ("in.w", "temb.l1.w", "down0.0.gn1.g", …, "out.b"), in its order except at the
 end (PyTorch lists out.w, out.b before the child out.gn's parameters): a state dict taken from a
 weights file loads by name with no mapping table to keep in step with Go.
-Every operation follows shaders/unet.go's forwardUNet in order (see the comment at the top of that
+Every operation follows model/unet.go's forwardUNet in order (see the comment at the top of that
 file). Layout NCHW, float32. Linear weights are [in, out] as in Go (y = x·W + b), so the linear
 layers are a matmul on a stored [in, out] parameter rather than nn.Linear (which stores [out, in]).
 
@@ -28,7 +28,7 @@ ARCH_KEYS = ("channels", "height", "width", "base", "res_blocks", "groups", "tim
 
 
 def _uniform_(p, fan_in):
-    # PyTorch's default conv/linear initialisation, as shaders.NewNet draws it.
+    # PyTorch's default conv/linear initialisation, as model.NewNet draws it.
     bound = 1 / math.sqrt(fan_in)
     nn.init.uniform_(p, -bound, bound)
 
@@ -161,9 +161,9 @@ def check_arch(arch):
 
 
 class UNet(nn.Module):
-    """shaders/unet.go's U-Net for one arch. Submodules are registered in the order of Go's
+    """model/unet.go's U-Net for one arch. Submodules are registered in the order of Go's
     parameter list (in, temb, down levels, mid, up levels from the deepest, out), so the state
-    dict's keys are shaders.ParamShapes' names, in its order but for out (see the module doc)."""
+    dict's keys are model.ParamShapes' names, in its order but for out (see the module doc)."""
 
     def __init__(self, arch):
         super().__init__()
@@ -217,7 +217,7 @@ class UNet(nn.Module):
 
 def build_unet(arch):
     """Returns the U-Net of arch (a dict with the weights file's arch keys), initialised as
-    shaders.NewNet does (fan-in uniform, group norms γ = 1, β = 0, output conv zero)."""
+    model.NewNet does (fan-in uniform, group norms γ = 1, β = 0, output conv zero)."""
     return UNet(arch)
 
 

@@ -216,7 +216,7 @@ func generate(args []js.Value) (any, error) {
 	first := m.runs[device] == 0
 	report := progressFunc(req)
 	pace := newPacer()
-	// One sampler loop for every model and device (shaders' runSampler): chunks that fit the
+	// One sampler loop for every model and device (model.Run): chunks that fit the
 	// device's storage-binding limit on the GPU, or a time budget on the CPU; a pause after every
 	// network call so the page paints; previews of the state for image models.
 	a := m.file.Arch

@@ -12,7 +12,7 @@ const Version = 1
 // Arch describes a network well enough to rebuild it. Kind selects the family; the other fields are
 // that family's sizes. For Kind "mlp" (asbm.md §6.1): Dim is the data dimension, Hidden the width,
 // Layers the number of hidden SiLU layers, Fourier the number of time frequencies. For Kind "unet"
-// (the image network, shaders/unet.go): Dim = Channels·Height·Width, Fourier time frequencies, a
+// (the image network, model/unet.go): Dim = Channels·Height·Width, Fourier time frequencies, a
 // time embedding of width TimeEmb, Base·Mults[l] channels at level l (each level halves the
 // resolution), ResBlocks residual blocks per level, GroupNorm with Groups groups. The U-Net fields
 // are written only when non-zero, so MLP files are unchanged by their existence.

@@ -1,5 +1,5 @@
 // Package cpu is the CPU reference engine: the networks of package shaders — the toy MLP of asbm.md
-// §6.1 (shaders/mlp.go) and the image U-Net (shaders/unet.go, built here in unet.go and unetops.go)
+// §6.1 (model/mlp.go) and the image U-Net (model/unet.go, built here in unet.go and unetops.go)
 // — trained with gorgonia autodiff and AdamW. Its matrix products run on OpenBLAS when it loads, and
 // its hot element-wise loops are vectorised C, each with a pure-Go fallback (package kern, blas.go).
 // It implements asbm.Model, so the ASBM math can drive it or the GPU engine interchangeably, and it

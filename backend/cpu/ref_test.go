@@ -8,7 +8,7 @@ import (
 	"asbm/weights"
 )
 
-// Plain-Go float64 references for the tests: the network of shaders/mlp.go (asbm.md §6.1) and the
+// Plain-Go float64 references for the tests: the network of model/mlp.go (asbm.md §6.1) and the
 // weighted loss of asbm.Model.Step, written independently of gorgonia.
 
 // params64 holds every parameter tensor in ParamShapes order as float64.

@@ -10,7 +10,7 @@ import (
 	"asbm/weights"
 )
 
-// The U-Net (Arch.Kind "unet") as a gorgonia graph. The network is defined once, in shaders/unet.go:
+// The U-Net (Arch.Kind "unet") as a gorgonia graph. The network is defined once, in model/unet.go:
 // this builder walks model.UNetOps and emits each step, so the topology is never re-derived here.
 // Tensors are NCHW float32 like the data rows; the time features (model.TimeFeatures) are computed
 // in Go and fed as an [n, 2F] input.
@@ -32,7 +32,7 @@ import (
 
 // unetBuilder holds the state of one graph construction. Every gorgonia error is turned into a
 // panic by chk and back into an error by buildGraphWith's recover, so the walk reads like the
-// definition in shaders/unet.go.
+// definition in model/unet.go.
 type unetBuilder struct {
 	a     weights.Arch
 	g     *G.ExprGraph
@@ -72,7 +72,7 @@ func buildUNetForward(a weights.Arch, params [][]float32, n int, train, stockOps
 		b.p[name] = pnodes[i]
 	}
 
-	// e = SiLU(SiLU(feat·l1.w + l1.b)·l2.w + l2.b) (shaders/unet.go, time embedding).
+	// e = SiLU(SiLU(feat·l1.w + l1.b)·l2.w + l2.b) (model/unet.go, time embedding).
 	e := b.linear(tf, "temb.l1", true)
 	e = b.linear(e, "temb.l2", true)
 
@@ -202,7 +202,7 @@ func (b *unetBuilder) addTemb(r, tb *G.Node) *G.Node {
 	return chk(G.BroadcastAdd(r, tb, nil, []byte{2, 3}))
 }
 
-// resBlock is the residual block of shaders/unet.go:
+// resBlock is the residual block of model/unet.go:
 //
 //	r = conv3x3(SiLU(GN(x; p.gn1)); p.conv1) + (e·p.temb.w + p.temb.b) broadcast over H×W
 //	r = conv3x3(SiLU(GN(r; p.gn2)); p.conv2)

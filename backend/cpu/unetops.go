@@ -257,7 +257,7 @@ func (op *addOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 }
 
 // chanAddOp is y = r + tb broadcast over h×w, r [n, c, h, w], tb [n, c]: the time-embedding term of
-// a residual block (shaders/unet.go).
+// a residual block (model/unet.go).
 type chanAddOp struct {
 	unetOp
 	out *tensor.Dense

@@ -8,7 +8,7 @@ import (
 	"asbm/weights"
 )
 
-// A float64 plain-Go U-Net for the gradient tests: a direct port of the definition in shaders/unet.go
+// A float64 plain-Go U-Net for the gradient tests: a direct port of the definition in model/unet.go
 // (UNetOps walk, residual blocks, group norm with biased variance and eps model.GroupNormEps),
 // written independently of gorgonia and of the fused ops, on one image at a time.
 

@@ -19,8 +19,8 @@ const KindClassifier = "classifier"
 // Base·Mults[l] channels, plus a bias, then ReLU (each level halves the resolution, as in
 // RandConv); the last level is flattened (channel, row, column order) and followed by Layers
 // fully connected ReLU layers of width Hidden and a linear output layer of one logit per class.
-// With no Mults it is a plain MLP. Linear weights are [in, out] (y = x·W + b, shaders/mlp.go's
-// convention), conv weights [cout, cin, 3, 3] (shaders/unet.go's).
+// With no Mults it is a plain MLP. Linear weights are [in, out] (y = x·W + b, model/mlp.go's
+// convention), conv weights [cout, cin, 3, 3] (model/unet.go's).
 //
 // The FID features are the ReLU outputs of the last hidden fully connected layer: the
 // penultimate layer, Hidden values per image.

@@ -35,7 +35,7 @@ const KindRandConv = "randconv-features"
 //
 // The weights are He-normal (std √(2/fan_in)) from a seed, rounded to float16 so that the shipped
 // file (stored as f16) is the network exactly; the biases are zero. Conv weights are
-// [cout, cin, 3, 3] (shaders/unet.go's convention). Inputs are clamped to [-1, 1] like the
+// [cout, cin, 3, 3] (model/unet.go's convention). Inputs are clamped to [-1, 1] like the
 // classifier's.
 //
 // Its arch is weights.Arch{Kind: "randconv-features", Dim: C·H·W, Channels, Height, Width, Base,

@@ -1,5 +1,5 @@
 // Package gpu is the WebGPU training engine: the networks of model.Net (the toy MLP of asbm.md §6.1
-// and the image U-Net of shaders/unet.go) trained through WGSL compute kernels (shaders.Trainer) on a
+// and the image U-Net of model/unet.go) trained through WGSL compute kernels (shaders.Trainer) on a
 // native WebGPU device. It implements asbm.Model with the same
 // initialisation, optimiser (AdamW with decoupled weight decay, bias correction, global-norm
 // clipping), EMA and State keys as backend/cpu, so checkpoints move freely between the engines.
