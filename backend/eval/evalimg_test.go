@@ -190,6 +190,30 @@ func TestEvalImages(t *testing.T) {
 		t.Errorf("--json-out: %v; the report differs from --json's", err)
 	}
 
+	// The default device samples on the gorgonia engine; the plain-Go reference networks (--device
+	// ref) draw the same images to float rounding, so the same FIDs.
+	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--device", "ref"}, tinyEvalArgs...)
+	args = append(args, "--nfe-list", "1,2", "--pairs", "16", "--inv-nfe", "3", "--path-steps", "3")
+	code, stdout, stderr = runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval --device ref: exit %d: %s", code, stderr)
+	}
+	var refRep imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &refRep); err != nil {
+		t.Fatal(err)
+	}
+	if refRep.Device != "ref" {
+		t.Errorf("--device ref reports device %q", refRep.Device)
+	}
+	for _, me := range evalMethods {
+		for i := range refRep.NFE {
+			a, b := refRep.FID[me.name][i], rep.FID[me.name][i]
+			if (a == nil) != (b == nil) || a != nil && math.Abs(*a-*b) > 1e-3*(1+*b) {
+				t.Errorf("%s NFE %d: plain-Go FID %v, engine %v", me.name, refRep.NFE[i], deref(a), deref(b))
+			}
+		}
+	}
+
 	// The GPU sampler draws the same images (to float rounding), so the same FIDs.
 	if _, err := shaders.NewDevice(); err != nil {
 		if os.Getenv("ASBM_REQUIRE_GPU") == "1" {
@@ -254,7 +278,7 @@ func TestEvalImagesErrors(t *testing.T) {
 		{[]string{"--features", emojiFeat}, 2, "image model of 1×8×8 images"},
 		{[]string{"--nfe-list", "1,0"}, 2, "--nfe-list wants comma-separated step counts"},
 		{[]string{"--nfe-list", "2,2"}, 2, "--nfe-list repeats 2"},
-		{[]string{"--device", "tpu"}, 2, "--device must be cpu or gpu"},
+		{[]string{"--device", "tpu"}, 2, "--device must be cpu, ref or gpu"},
 		{[]string{"--n", "1"}, 2, "--n must be between 2"},
 		{[]string{"--inv-nfe", "1"}, 2, "--inv-nfe must be between 2"},
 		{[]string{"--projections", "5"}, 2, "flag provided but not defined: -projections"},
