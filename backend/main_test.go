@@ -403,3 +403,35 @@ func TestBench(t *testing.T) {
 		}
 	}
 }
+
+// TestSampleRealImages draws a grid of real images (`backend sample --data`), the picture set beside
+// a model's samples, and refuses --data with --model or a non-PNG output.
+func TestSampleRealImages(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "real.png")
+	if code, _, stderr := runCLI(t, "sample", "--data", "mnist", "--size", "8", "--n", "6", "--seed", "2", "--out", out); code != 0 {
+		t.Fatal(stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6 images of 8×8 in a 3-column grid of 2 rows, whatever the gutter: wider than 3·8, taller than 2·8.
+	if b := img.Bounds(); b.Dx() < 24 || b.Dy() < 16 || b.Dx() <= b.Dy() {
+		t.Errorf("grid of 6 8×8 images is %v", b)
+	}
+	for _, c := range [][]string{
+		{"sample", "--data", "mnist", "--model", "x.msgpack", "--out", out},
+		{"sample", "--data", "mnist", "--out", filepath.Join(dir, "real.csv")},
+		{"sample", "--data", "mnist", "--size", "2", "--out", out},
+	} {
+		if code, _, stderr := runCLI(t, c...); code != 2 || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error", c, code, stderr)
+		}
+	}
+}

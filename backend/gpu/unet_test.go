@@ -136,7 +136,9 @@ func TestUNetGradientsMatchCPU(t *testing.T) {
 // loss and, at the end, every parameter, EMA and AdamW moment, and the evaluation paths.
 func TestUNetTrainingMatchesCPU(t *testing.T) {
 	needGPU(t)
-	r := rand.New(rand.NewPCG(rand.Uint64(), 4))
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 4))
 	a := tinyUNets[0]
 	cfg := cpu.Config{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.1, EMADecay: 0.9, GradClip: 0.5}
 	m := randomUNet(t, a, r.Uint64())
@@ -168,15 +170,47 @@ func TestUNetTrainingMatchesCPU(t *testing.T) {
 	if sg["adam_step"][0] != steps {
 		t.Errorf("adam_step = %v after %d steps", sg["adam_step"][0], steps)
 	}
-	// Adam divides by √v, so a gradient entry near zero can take a step of a different size in the
-	// two engines; the parameters are still compared to 1e-4 of their largest value.
+	// Adam divides by √v, so an entry whose gradient is near zero (m̂/√v̂ of either sign from rounding)
+	// can take a step of a different size, up to 2·LR, in the two engines: parameters and EMA are
+	// compared to 1e-4 of their largest value except for at most 0.5% of a tensor's entries (at least
+	// one), which must stay within the Adam bound 2·LR·steps. Moments have no such division: 1e-4.
 	worst := map[string]float64{}
 	for key, want := range sc {
 		if key == "adam_step" {
 			continue
 		}
-		e := relDiff(sg[key], want)
 		prefix := key[:strings.Index(key, "/")]
+		got := sg[key]
+		if prefix == "param" || prefix == "ema" {
+			var scale float64
+			for _, v := range want {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			scale = math.Max(scale, 1e-6)
+			outliers, worstAbs := 0, 0.0
+			var e float64
+			for i := range want {
+				d := math.Abs(float64(got[i]) - float64(want[i]))
+				if math.IsNaN(d) {
+					d = math.Inf(1)
+				}
+				worstAbs = math.Max(worstAbs, d)
+				if d/scale < 1e-4 {
+					e = math.Max(e, d/scale)
+				} else {
+					outliers++
+				}
+			}
+			worst[prefix] = math.Max(worst[prefix], e)
+			if outliers > max(1, len(want)/200) || !(worstAbs <= 2*cfg.LR*steps) {
+				t.Errorf("%s: %d of %d entries differ by more than 1e-4 of the largest value, worst by %.3g (Adam bound %.3g)",
+					key, outliers, len(want), worstAbs, 2*cfg.LR*steps)
+			} else if outliers > 0 {
+				t.Logf("%s: %d of %d entries beyond 1e-4 (a near-zero gradient's Adam step), worst by %.3g", key, outliers, len(want), worstAbs)
+			}
+			continue
+		}
+		e := relDiff(got, want)
 		worst[prefix] = math.Max(worst[prefix], e)
 		if !(e < 1e-4) {
 			t.Errorf("%s: gpu vs cpu rel err %.3g, want < 1e-4", key, e)

@@ -6,16 +6,19 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"asbm/backend/asbm"
 	"asbm/backend/cli"
+	"asbm/backend/imgdata"
 	"asbm/backend/modelfile"
 	"asbm/backend/plot"
 	"asbm/model"
 	"asbm/shaders"
+	"asbm/weights"
 )
 
 // SamplerNames lists the --sampler values: the backward SDE (Euler–Maruyama) and the
@@ -131,6 +134,8 @@ func GPU(m *modelfile.File, r Request) ([]float32, string, error) {
 	return pts, dev.AdapterInfo(), err
 }
 
+// Command is `backend sample`: points (CSV or a scatter) or an image grid from a model file, or with
+// --data a grid of real images.
 func Command(args []string, stdout io.Writer) error {
 	fs := cli.NewFlags("sample")
 	path := fs.String("model", "", "model file written by `backend train` or `backend export`")
@@ -142,8 +147,17 @@ func Command(args []string, stdout io.Writer) error {
 	fs.Uint64Var(&r.Seed, "seed", 0, "noise seed (the browser gives the same points for the same seed)")
 	out := fs.String("out", "-", "output: a .csv or .png path (a scatter for 2-D models, an image grid for image models), or - for CSV on stdout")
 	device := fs.String("device", "cpu", "cpu (reference) or gpu (WGSL kernels on native WebGPU)")
+	dataSpec := fs.String("data", "", "instead of --model: draw --n random real images of this image data set "+
+		"(mnist, fashion, emoji, emoji:faces, dir:PATH; training split) at --size, as a PNG grid to set beside a model's samples")
+	size := fs.Int("size", 0, "with --data: image side in pixels (default the data set's own: 28 for mnist and fashion, 32 otherwise)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
+	}
+	if *dataSpec != "" {
+		if *path != "" {
+			return cli.Usagef("--data draws real images; it does not take --model")
+		}
+		return realGrid(*dataSpec, *size, r.N, r.Seed, *out)
 	}
 	pre := r // --n 0 means "the default for the model", known once it is loaded
 	if pre.N == 0 {
@@ -207,6 +221,43 @@ func Command(args []string, stdout io.Writer) error {
 		}
 		return f.Close()
 	}
+}
+
+// realGrid writes n random training images of the data set spec (size×size; 0 = its own size) as
+// a PNG grid, chosen without replacement (all of them when the set is smaller) by seed.
+func realGrid(spec string, size, n int, seed uint64, out string) error {
+	if !strings.HasSuffix(strings.ToLower(out), ".png") {
+		return cli.Usagef("--data writes a PNG grid: --out must end in .png, got %q", out)
+	}
+	if n == 0 {
+		n = 64
+	}
+	if n < 1 || n > 4096 {
+		return cli.Usagef("--n must be between 1 and 4096 with --data, got %d", n)
+	}
+	if size == 0 {
+		size = 32
+		if s := strings.SplitN(spec, ":", 2)[0]; s == "mnist" || s == "fashion" {
+			size = 28
+		}
+	}
+	if size < 4 || size > imgdata.MaxSize {
+		return cli.Usagef("--size must be between 4 and %d, got %d", imgdata.MaxSize, size)
+	}
+	if spec == "mnist" || spec == "fashion" {
+		spec += ":train"
+	}
+	set, err := imgdata.Load(spec, size)
+	if err != nil {
+		return err
+	}
+	d := set.C * set.H * set.W
+	idx := rand.New(rand.NewPCG(seed, 0x5245414c)).Perm(set.N)[:min(n, set.N)] // "REAL"
+	imgs := make([]float32, 0, len(idx)*d)
+	for _, i := range idx {
+		imgs = append(imgs, set.Pixels[i*d:(i+1)*d]...)
+	}
+	return plot.WriteImageGridPNG(out, imgs, weights.Arch{Kind: "unet", Dim: d, Channels: set.C, Height: set.H, Width: set.W})
 }
 
 // writeCSV writes one point per line with a header x,y (x0,x1,… for d > 2).
