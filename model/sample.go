@@ -93,6 +93,29 @@ func (o SampleOptions) Validate(score, control, gen int) (int, error) {
 	return dims[0], nil
 }
 
+// ValidateRun checks o and h for a run whose networks dimOf reports (their Dim, 0 when absent,
+// with used saying whether the method needs that network: the score for "sde" and "ode", the
+// control for "ode", the generator for "gen") and returns the data dimension and whether the ODE
+// has a control network. Every engine's entry point calls it before Run.
+func (o SampleOptions) ValidateRun(h SampleHooks, dimOf func(net Slot, used bool) (int, error)) (dim int, control bool, err error) {
+	var dims [NumSlots]int
+	for _, c := range []struct {
+		net  Slot
+		used bool
+	}{{SlotScore, o.Method != "gen"}, {SlotControl, o.Method == "ode"}, {SlotGen, o.Method == "gen"}} {
+		if dims[c.net], err = dimOf(c.net, c.used); err != nil {
+			return 0, false, err
+		}
+	}
+	if dim, err = o.Validate(dims[SlotScore], dims[SlotControl], dims[SlotGen]); err != nil {
+		return 0, false, err
+	}
+	if err := h.Validate(); err != nil {
+		return 0, false, err
+	}
+	return dim, dims[SlotControl] != 0, nil
+}
+
 // SampleHooks are a caller's ways into SampleCPU and SampleGPU beyond the samples: progress with
 // previews of the state, a pause after every network call, and batches split into chunks of rows.
 // The zero value adds nothing and changes nothing. None of them changes the result: rows are
@@ -355,28 +378,17 @@ func SampleCPU(nets Nets, o SampleOptions, h SampleHooks) ([]float32, error) {
 		return m.Dim(), m, nil
 	}
 	var e cpuEngine
-	ds, score, err := dimOf(nets.Score, o.Method != "gen")
+	nets3 := [NumSlots]Evaluator{SlotScore: nets.Score, SlotControl: nets.Control, SlotGen: nets.Gen}
+	dim, control, err := o.ValidateRun(h, func(net Slot, used bool) (int, error) {
+		d, m, err := dimOf(nets3[net], used)
+		e.nets[net] = m
+		return d, err
+	})
 	if err != nil {
-		return nil, err
-	}
-	dc, control, err := dimOf(nets.Control, o.Method == "ode")
-	if err != nil {
-		return nil, err
-	}
-	dg, gen, err := dimOf(nets.Gen, o.Method == "gen")
-	if err != nil {
-		return nil, err
-	}
-	dim, err := o.Validate(ds, dc, dg)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	e.n, e.dim = o.Points, dim
-	e.nets[SlotScore], e.nets[SlotControl], e.nets[SlotGen] = score, control, gen
-	return Run(&e, o, dim, control != nil, h)
+	return Run(&e, o, dim, control, h)
 }
 
 // absent reports a missing network: a nil interface or a nil *Net inside one.

@@ -41,23 +41,9 @@ func SampleGPU(d *Device, nets Nets, o model.SampleOptions, h model.SampleHooks)
 		}
 		return g.arch.Dim, nil
 	}
-	ds, err := dimOf(nets.Score, o.Method != "gen")
+	gnets := [model.NumSlots]*GPUNet{model.SlotScore: nets.Score, model.SlotControl: nets.Control, model.SlotGen: nets.Gen}
+	dim, control, err := o.ValidateRun(h, func(net model.Slot, used bool) (int, error) { return dimOf(gnets[net], used) })
 	if err != nil {
-		return nil, err
-	}
-	dc, err := dimOf(nets.Control, o.Method == "ode")
-	if err != nil {
-		return nil, err
-	}
-	dg, err := dimOf(nets.Gen, o.Method == "gen")
-	if err != nil {
-		return nil, err
-	}
-	dim, err := o.Validate(ds, dc, dg)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.Validate(); err != nil {
 		return nil, err
 	}
 	err = d.scoped("sampling", func() error {
@@ -65,7 +51,7 @@ func SampleGPU(d *Device, nets Nets, o model.SampleOptions, h model.SampleHooks)
 		defer e.release()
 		e.nets[model.SlotScore], e.nets[model.SlotControl], e.nets[model.SlotGen] = nets.Score, nets.Control, nets.Gen
 		var err error
-		pts, err = model.Run(e, o, dim, dc != 0, h)
+		pts, err = model.Run(e, o, dim, control, h)
 		return err
 	})
 	if err != nil {

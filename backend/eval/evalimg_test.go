@@ -192,27 +192,11 @@ func TestEvalImages(t *testing.T) {
 
 	// The default device samples on the gorgonia engine; the plain-Go reference networks (--device
 	// ref) draw the same images to float rounding, so the same FIDs.
-	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--device", "ref"}, tinyEvalArgs...)
-	args = append(args, "--nfe-list", "1,2", "--pairs", "16", "--inv-nfe", "3", "--path-steps", "3")
-	code, stdout, stderr = runCLI(t, args...)
-	if code != 0 {
-		t.Fatalf("eval --device ref: exit %d: %s", code, stderr)
-	}
-	var refRep imgEvalReport
-	if err := json.Unmarshal([]byte(stdout), &refRep); err != nil {
-		t.Fatal(err)
-	}
+	refRep := evalOn(t, model, feat, "ref")
 	if refRep.Device != "ref" {
 		t.Errorf("--device ref reports device %q", refRep.Device)
 	}
-	for _, me := range evalMethods {
-		for i := range refRep.NFE {
-			a, b := refRep.FID[me.name][i], rep.FID[me.name][i]
-			if (a == nil) != (b == nil) || a != nil && math.Abs(*a-*b) > 1e-3*(1+*b) {
-				t.Errorf("%s NFE %d: plain-Go FID %v, engine %v", me.name, refRep.NFE[i], deref(a), deref(b))
-			}
-		}
-	}
+	sameFIDs(t, "plain-Go vs engine", refRep, rep)
 
 	// The GPU sampler draws the same images (to float rounding), so the same FIDs.
 	if _, err := shaders.NewDevice(); err != nil {
@@ -222,24 +206,37 @@ func TestEvalImages(t *testing.T) {
 		t.Logf("no WebGPU adapter (%v): GPU eval skipped", err)
 		return
 	}
-	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--device", "gpu"}, tinyEvalArgs...)
-	args = append(args, "--nfe-list", "1,2", "--pairs", "16", "--inv-nfe", "3", "--path-steps", "3")
-	code, stdout, stderr = runCLI(t, args...)
-	if code != 0 {
-		t.Fatalf("eval --device gpu: exit %d: %s", code, stderr)
-	}
-	var g imgEvalReport
-	if err := json.Unmarshal([]byte(stdout), &g); err != nil {
-		t.Fatal(err)
-	}
+	g := evalOn(t, model, feat, "gpu")
 	if !strings.HasPrefix(g.Device, "gpu (") || g.Inversion == nil || len(g.Straightness) != 2 {
 		t.Errorf("GPU report: %+v", g)
 	}
+	sameFIDs(t, "GPU vs CPU", g, rep)
+}
+
+// evalOn runs the short image eval (NFE 1 and 2) of the tiny model on device and returns its report.
+func evalOn(t *testing.T, model, feat, device string) imgEvalReport {
+	t.Helper()
+	args := append([]string{"eval", "--model", model, "--features", feat, "--json", "--device", device}, tinyEvalArgs...)
+	args = append(args, "--nfe-list", "1,2", "--pairs", "16", "--inv-nfe", "3", "--path-steps", "3")
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval --device %s: exit %d: %s", device, code, stderr)
+	}
+	var r imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// sameFIDs checks that got's FIDs (NFE 1, 2) equal want's first ones to 1e-3 relative.
+func sameFIDs(t *testing.T, what string, got, want imgEvalReport) {
+	t.Helper()
 	for _, me := range evalMethods {
-		for i := range g.NFE { // NFE 1, 2 are the first two of the CPU run's 1, 2, 4
-			a, b := g.FID[me.name][i], rep.FID[me.name][i]
+		for i := range got.NFE {
+			a, b := got.FID[me.name][i], want.FID[me.name][i]
 			if (a == nil) != (b == nil) || a != nil && math.Abs(*a-*b) > 1e-3*(1+*b) {
-				t.Errorf("%s NFE %d: GPU FID %v, CPU %v", me.name, g.NFE[i], deref(a), deref(b))
+				t.Errorf("%s: %s NFE %d: FID %v, want %v", what, me.name, got.NFE[i], deref(a), deref(b))
 			}
 		}
 	}
