@@ -56,7 +56,7 @@ func TestImportsFlowOneWay(t *testing.T) {
 	}
 	// Nothing below the CLI imports a verb's package.
 	verbs := []string{"asbm/backend/cli", "asbm/backend/train", "asbm/backend/eval", "asbm/backend/sample",
-		"asbm/backend/plot", "asbm/backend/bench", "asbm/backend/modelfile"}
+		"asbm/backend/plot", "asbm/backend/bench", "asbm/backend/modelfile", "asbm/backend/torchimport"}
 	for pkg, imps := range got {
 		if strings.HasPrefix(pkg, "asbm/backend/") && !slices.Contains(verbs, pkg) && pkg != "asbm/backend/internal/clitest" {
 			for _, imp := range imps {

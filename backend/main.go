@@ -11,7 +11,7 @@
 //
 // This package is the wiring only: each verb lives in the package named for what it does
 // (backend/train: train and export; backend/sample; backend/eval; backend/plot; backend/bench;
-// backend/fid: classifier; backend/server: serve), and backend/cli holds what they share.
+// backend/torchimport: import; backend/fid: classifier; backend/server: serve), and backend/cli holds what they share.
 // docs/architecture.md draws the packages and their imports.
 package main
 
@@ -24,6 +24,7 @@ import (
 	"asbm/backend/eval"
 	"asbm/backend/plot"
 	"asbm/backend/sample"
+	"asbm/backend/torchimport"
 	"asbm/backend/train"
 )
 
@@ -36,7 +37,8 @@ var verbs = map[string]cli.Verb{
 	"serve":      {Summary: "serve the built site and the weights over HTTP", Run: runServe},
 	"classifier": {Summary: "train the FID feature network of an image data set (backend/fid)", Run: runClassifier},
 	"bench":      {Summary: "time the U-Net's forward and training step on the CPU and GPU engines against each one's matmul ceiling", Run: bench.Command},
-	"plot":       {Summary: "draw a training run's loss curves (one panel per phase) as a PNG", Run: plot.Command},
+	"import":     {Summary: "write a model file from a PyTorch checkpoint (torch/unet.py's save_checkpoint)", Run: torchimport.Command},
+	"plot":       {Summary: "draw a training run's loss curves (one panel per phase), or FID vs NFE from eval reports, as a PNG", Run: plot.Command},
 }
 
 func main() {

@@ -291,3 +291,26 @@ def load_weights(path, prefix=""):
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return arch, net
+
+
+CHECKPOINT_FORMAT = "asbm-torch"  # backend/torchimport.Format
+
+
+def save_checkpoint(path, arch, nets, meta):
+    """Writes the checkpoint `backend import` reads: torch.save of {"format", "version", "arch",
+    "nets": {name: state_dict}, "meta"}. arch has the weights file's arch keys; nets maps "score"
+    (required), "control", "gen", "baseline" to U-Nets of arch (DDP-wrapped modules are unwrapped);
+    meta holds at least beta0, beta1 and sigma_v (and baseline_beta1 with a baseline), plus
+    anything else worth keeping (dataset, steps, the command)."""
+    arch = dict(check_arch(arch), kind="unet")
+    arch.setdefault("dim", arch["channels"] * arch["height"] * arch["width"])
+    if "score" not in nets:
+        raise ValueError("save_checkpoint: nets needs a \"score\" network")
+    for k in ("beta0", "beta1", "sigma_v"):
+        if k not in meta:
+            raise ValueError(f"save_checkpoint: meta needs {k!r}")
+    sds = {}
+    for name, net in nets.items():
+        net = getattr(net, "module", net)  # DistributedDataParallel keeps the model in .module
+        sds[name] = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "arch": arch, "nets": sds, "meta": dict(meta)}, path)

@@ -2,6 +2,7 @@
 
     /usr/bin/python3 torch/unetref.py forward --model FILE --prefix score/ --t T.f32 --x X.f32 --out OUT.f32
     /usr/bin/python3 torch/unetref.py bench --arch '{"kind": "unet", ...}' --batch 64 --reps 5 --threads 2
+    /usr/bin/python3 torch/unetref.py checkpoint --arch '{...}' --seed 1 --out ckpt.pt --t T.f32 --x X.f32 --ref-dir DIR
 
 forward reads raw little-endian float32 files (t: n values, x: n·C·H·W, NCHW) and writes f(t, x)
 in the layout of x, float32 throughout. --prefix is the network's tensor-name prefix in the file
@@ -13,6 +14,11 @@ on random data (a) a forward under torch.no_grad() and (b) a training step: forw
 random target, backward, AdamW (lr 2e-4, weight decay 0 as the Go engines) step, zero_grad. It
 prints one JSON line: torch, threads, batch, forward_ms, step_ms (medians of --reps after --warmup
 untimed calls each), params.
+
+checkpoint writes a checkpoint of random U-Nets of --arch (score, control, gen, baseline; every
+parameter random, so a wrong name or layout shows) with save_checkpoint, the format `backend import`
+reads, and PyTorch's own f(t, x) of each network as DIR/<name>.f32: the reference of the importer's
+test.
 
 Bad input: a message on stderr and exit status 1. Needs Debian's python3-torch, python3-numpy and
 python3-msgpack (/usr/bin/python3; the pyenv python3 first on PATH here has none of them).
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unet import UNet, load_weights
+from unet import UNet, load_weights, save_checkpoint
 
 
 def median_ms(f, warmup, reps):
@@ -99,6 +105,31 @@ def cmd_bench(a):
                       "forward_ms": fwd, "step_ms": st, "params": sum(p.numel() for p in net.parameters())}))
 
 
+def cmd_checkpoint(a):
+    try:
+        arch = json.loads(a.arch)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--arch is not JSON: {e}") from None
+    torch.manual_seed(a.seed)
+    nets = {}
+    for name in ("score", "control", "gen", "baseline"):
+        net = UNet(arch)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.uniform_(-0.5, 0.5)
+        nets[name] = net
+    save_checkpoint(a.out, arch, nets, {"dataset": "test", "beta0": 0.1, "beta1": 4.0, "baseline_beta1": 20.0,
+                                        "sigma_v": 1.0, "steps": 7})
+    t = read_f32(a.t, "--t")
+    x = read_f32(a.x, "--x")
+    n = len(t)
+    shape = (n, arch["channels"], arch["height"], arch["width"])
+    with torch.no_grad():
+        for name, net in nets.items():
+            net(torch.from_numpy(t.copy()), torch.from_numpy(x.copy()).reshape(shape)).numpy().astype("<f4").tofile(
+                os.path.join(a.ref_dir, name + ".f32"))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -114,10 +145,19 @@ def main():
     b.add_argument("--warmup", type=int, default=3, help="untimed calls before the timed ones")
     b.add_argument("--reps", type=int, default=5)
     b.add_argument("--threads", type=int, default=1)
+    c = sub.add_parser("checkpoint", help="write a random checkpoint for backend import and its reference outputs")
+    c.add_argument("--arch", required=True, help="the arch as JSON, with the weights file's keys")
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--out", required=True, help="the checkpoint to write (.pt)")
+    c.add_argument("--t", required=True, help="n times, raw little-endian float32")
+    c.add_argument("--x", required=True, help="n·C·H·W values (NCHW), raw little-endian float32")
+    c.add_argument("--ref-dir", required=True, help="folder for <network>.f32, PyTorch's f(t, x) of each network")
     a = p.parse_args()
     try:
         if a.cmd == "forward":
             cmd_forward(a)
+        elif a.cmd == "checkpoint":
+            cmd_checkpoint(a)
         else:
             if a.batch < 1 or a.reps < 1 or a.threads < 1 or a.warmup < 0:
                 raise ValueError("--batch, --reps and --threads must be ≥ 1, --warmup ≥ 0")
