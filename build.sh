@@ -6,6 +6,8 @@
 #   ./build.sh test    install what the tests need if missing, then gofmt, go vet (native and js/wasm),
 #                      go test ./..., the wasm client's tests under Node.js, a short fuzz run, the
 #                      site build and the headless-browser test
+#   ./build.sh bench-browser [args]   build, then time the page's U-Net against TensorFlow.js in
+#                      headless Chromium (site/bench/run.mjs; needs what `test` installs)
 #
 # The test verb is written for a fresh Debian machine run as root: it installs chromium (whose
 # SwiftShader gives headless WebGPU), mesa-vulkan-drivers + libvulkan1 (lavapipe, for the native
@@ -133,12 +135,20 @@ test_all() {
 	rm -rf "$xdg"
 }
 
+bench_browser() {
+	build
+	xdg=$(mktemp -d)
+	XDG_RUNTIME_DIR="$xdg" node site/bench/run.mjs "$@"
+	rm -rf "$xdg"
+}
+
 case "${1:-}" in
 build) build ;;
+bench-browser) shift; bench_browser "$@" ;;
 serve) serve ;;
 test) test_all ;;
 *)
-	echo "usage: ./build.sh build|serve|test" >&2
+	echo "usage: ./build.sh build|serve|test|bench-browser" >&2
 	exit 2
 	;;
 esac

@@ -474,8 +474,8 @@ func rowValues(a weights.Arch) int {
 	return max(w, a.Dim+2*a.Fourier, a.Hidden)
 }
 
-// rowFLOPs is the cost of one row's forward pass (multiply and add counted apart).
-func rowFLOPs(a weights.Arch) int64 {
+// RowFLOPs is the cost of one row's forward pass (multiply and add counted apart).
+func RowFLOPs(a weights.Arch) int64 {
 	if a.Kind == "unet" {
 		if CheckArch(a) != nil {
 			return 1
@@ -499,7 +499,7 @@ func GPUChunk(a weights.Arch, limitBytes int64) int {
 // FLOPs, at least 1, at most MaxPoints: in the browser Go runs on the page's thread, so one call is
 // as long as the page may go unpainted.
 func CPUChunk(a weights.Arch, budget int64) int {
-	return int(max(1, min(budget/max(1, rowFLOPs(a)), MaxPoints)))
+	return int(max(1, min(budget/max(1, RowFLOPs(a)), MaxPoints)))
 }
 
 // CPUNets are Nets held as plain-Go networks (nil: absent).

@@ -34,13 +34,13 @@ func TestSampleChunks(t *testing.T) {
 	if got := GPUChunk(tinyMLP, 1<<40); got != MaxPoints {
 		t.Errorf("GPUChunk with a huge limit = %d, want MaxPoints", got)
 	}
-	f := rowFLOPs(mnist)
+	f := RowFLOPs(mnist)
 	if f != UNetFLOPs(mnist) || f < 40e6 || f > 60e6 {
-		t.Errorf("rowFLOPs(mnist) = %d, want UNetFLOPs ≈ 47e6", f)
+		t.Errorf("RowFLOPs(mnist) = %d, want UNetFLOPs ≈ 47e6", f)
 	}
 	// MLP 3+8 → 16 → 16 → 3: 2·(11·16 + 16·16 + 16·3).
-	if got := rowFLOPs(tinyMLP); got != 2*(11*16+16*16+16*3) {
-		t.Errorf("rowFLOPs(tinyMLP) = %d", got)
+	if got := RowFLOPs(tinyMLP); got != 2*(11*16+16*16+16*3) {
+		t.Errorf("RowFLOPs(tinyMLP) = %d", got)
 	}
 	if got := CPUChunk(mnist, 3*f+1); got != 3 {
 		t.Errorf("CPUChunk(mnist, 3 rows' FLOPs) = %d, want 3", got)

@@ -9,6 +9,8 @@
 //	        // 2-D model → {points: Float32Array, ms, adapter, …}
 //	        // image model → {images: Float32Array (n×C×H×W, values in about [−1, 1]), shape: [n, C, H, W], …}
 //	asbm.onProgress = (step, total, preview) => { … }  // or generate({…, onProgress})
+//	await asbm.forward({net: "gen", t, x, device: "gpu"}) // one network call → {out: Float32Array, ms, …} (benchmarks)
+//	await asbm.params("gen")                         // {name: Float32Array}: the network's parameters
 //
 // nfe 1 runs the distilled one-step generator; nfe 2…100 runs the backward SDE ("sde") or the
 // Heun PF-ODE ("ode") with nfe steps (asbm.md §3.3; the shared sampling conventions). The noise
@@ -53,6 +55,8 @@ var (
 	generateFunc js.Func
 	warmupFunc   js.Func
 	infoFunc     js.Func
+	forwardFunc  js.Func
+	paramsFunc   js.Func
 )
 
 // api is globalThis.asbm.
@@ -118,7 +122,15 @@ func install() {
 		}
 		return cl.snap
 	})
+	forwardFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
+		return promise(func() (any, error) { return forward(args) })
+	})
+	paramsFunc = js.FuncOf(func(this js.Value, args []js.Value) any {
+		return promise(func() (any, error) { return params(args) })
+	})
 	api.Set("load", loadFunc)
+	api.Set("forward", forwardFunc)
+	api.Set("params", paramsFunc)
 	api.Set("generate", generateFunc)
 	api.Set("warmup", warmupFunc)
 	api.Set("info", infoFunc)
@@ -484,6 +496,7 @@ func (c *client) info() map[string]any {
 		"arch":      arch,
 		"image":     m.image,
 		"params":    params, // per network
+		"flops":     model.RowFLOPs(a), // one row's forward pass (multiply and add counted apart)
 		"nets":      nets,
 		"samplers":  samplers,
 		"beta0":     m.beta0,

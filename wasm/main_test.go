@@ -379,3 +379,61 @@ func TestGenerateImagesCPU(t *testing.T) {
 		t.Errorf("default n: %v", err)
 	}
 }
+
+// TestForwardAndParamsCPU: asbm.forward on the CPU path is the network's ForwardCPU on the given
+// rows, asbm.params returns its parameters, and bad arguments are refused with a clear message.
+func TestForwardAndParamsCPU(t *testing.T) {
+	install()
+	r := newRand()
+	f, data := tinyUNetFile(t, r)
+	if _, err := load([]js.Value{jsBytes(data), js.ValueOf(map[string]any{"device": "cpu", "name": "tiny.msgpack"})}); err != nil {
+		t.Fatal(err)
+	}
+	n := 1 + r.IntN(4)
+	tv, x := make([]float32, n), make([]float32, n*f.Arch.Dim)
+	for i := range tv {
+		tv[i] = r.Float32()
+	}
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	for _, name := range []string{"score", "control", "gen"} {
+		net, err := model.NetFromFile(f, name+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := forward([]js.Value{js.ValueOf(map[string]any{"net": name, "t": float32Array(tv), "x": float32Array(x), "device": "cpu"})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := goFloats(js.ValueOf(res).Get("out")), net.ForwardCPU(tv, x)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: forward value %d = %v, ForwardCPU %v", name, i, got[i], want[i])
+			}
+		}
+		ps, err := params([]js.Value{js.ValueOf(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv := js.ValueOf(ps)
+		for k, v := range net.Params {
+			if g := goFloats(pv.Get(k)); len(g) != len(v) || g[len(g)-1] != v[len(v)-1] || g[0] != v[0] {
+				t.Errorf("%s: params[%s] differs", name, k)
+			}
+		}
+	}
+	for _, c := range []struct {
+		opt  map[string]any
+		want string
+	}{
+		{map[string]any{"net": "critic", "t": float32Array(tv), "x": float32Array(x)}, `net must be "score", "control" or "gen"`},
+		{map[string]any{"t": []any{1}, "x": float32Array(x)}, "t must be a Float32Array"},
+		{map[string]any{"t": float32Array(tv), "x": float32Array(x[1:])}, "values of x"},
+		{map[string]any{"t": float32Array(tv), "x": float32Array(x), "device": "tpu"}, `device must be "gpu" or "cpu"`},
+	} {
+		if _, err := forward([]js.Value{js.ValueOf(c.opt)}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("forward(%v): %v, want %q", c.opt, err, c.want)
+		}
+	}
+}

@@ -5,6 +5,8 @@
 //
 //	go run ./site/test/mkfixture                # writes site/test/fixtures/tiny-unet.msgpack
 //	go run ./site/test/mkfixture -out FILE
+//	go run ./site/test/mkfixture -out big.msgpack -arch '{"Channels": 3, "Height": 32, "Width": 32, "Base": 32, "Mults": [1, 2, 2], "ResBlocks": 2, "Groups": 8, "TimeEmb": 128, "Fourier": 16}'
+//	                                              # the same kind of file for another U-Net (the browser benchmark's)
 //
 // The output layers are random, not zero as after NewNet (asbm.md §2.1), so every network gives
 // non-constant images: a zero output layer would make the generator return x1/α1, pure noise, and the
@@ -13,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -33,12 +36,18 @@ var Arch = weights.Arch{Kind: "unet", Dim: 3 * 8 * 8, Channels: 3, Height: 8, Wi
 var Prefixes = []string{"score/", "control/", "gen/", "baseline/"}
 
 // Build returns the fixture model file.
-func Build() (*weights.File, error) {
-	f := weights.New(Arch)
-	names, shapes := model.ParamShapes(Arch)
+func Build() (*weights.File, error) { return BuildArch(Arch) }
+
+// BuildArch returns a fixture model file of any U-Net arch.
+func BuildArch(a weights.Arch) (*weights.File, error) {
+	if err := model.CheckArch(a); err != nil {
+		return nil, err
+	}
+	f := weights.New(a)
+	names, shapes := model.ParamShapes(a)
 	for i, prefix := range Prefixes {
 		seed := uint64(100 + i)
-		net, err := model.NewNet(Arch, seed)
+		net, err := model.NewNet(a, seed)
 		if err != nil {
 			return nil, err
 		}
@@ -57,6 +66,9 @@ func Build() (*weights.File, error) {
 		}
 	}
 	f.Meta["dataset"] = "tiny-unet"
+	if a.Height != Arch.Height || a.Base != Arch.Base || a.ResBlocks != Arch.ResBlocks {
+		f.Meta["dataset"] = "random-unet"
+	}
 	f.Meta["note"] = "random untrained weights for the browser tests; regenerate with go run ./site/test/mkfixture"
 	// The ASBM defaults (asbm.md §1.2) and the memoryless baseline's β1.
 	f.Meta["beta0"] = 0.1
@@ -81,8 +93,18 @@ func Encode() ([]byte, error) {
 
 func main() {
 	out := flag.String("out", "site/test/fixtures/tiny-unet.msgpack", "where to write the model file")
+	archJSON := flag.String("arch", "", "another U-Net as JSON with weights.Arch's field names (Kind and Dim are filled in)")
 	flag.Parse()
-	f, err := Build()
+	a := Arch
+	if *archJSON != "" {
+		a = weights.Arch{}
+		if err := json.Unmarshal([]byte(*archJSON), &a); err != nil {
+			fmt.Fprintln(os.Stderr, "mkfixture: -arch:", err)
+			os.Exit(2)
+		}
+		a.Kind, a.Dim = "unet", a.Channels*a.Height*a.Width
+	}
+	f, err := BuildArch(a)
 	if err == nil {
 		err = weights.WriteFile(*out, f)
 	}
