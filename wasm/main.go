@@ -495,7 +495,7 @@ func (c *client) info() map[string]any {
 		"dataset":   ds,
 		"arch":      arch,
 		"image":     m.image,
-		"params":    params, // per network
+		"params":    params,            // per network
 		"flops":     model.RowFLOPs(a), // one row's forward pass (multiply and add counted apart)
 		"nets":      nets,
 		"samplers":  samplers,
