@@ -58,6 +58,13 @@ def read_f32(path, what):
     return np.fromfile(path, dtype="<f4")
 
 
+def parse_arch(text):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--arch is not JSON: {e}") from None
+
+
 def cmd_forward(a):
     arch, net = load_weights(a.model, a.prefix)
     t = read_f32(a.t, "--t")
@@ -75,10 +82,7 @@ def cmd_forward(a):
 
 
 def cmd_bench(a):
-    try:
-        arch = json.loads(a.arch)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--arch is not JSON: {e}") from None
+    arch = parse_arch(a.arch)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net = UNet(arch)
@@ -106,10 +110,7 @@ def cmd_bench(a):
 
 
 def cmd_checkpoint(a):
-    try:
-        arch = json.loads(a.arch)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--arch is not JSON: {e}") from None
+    arch = parse_arch(a.arch)
     torch.manual_seed(a.seed)
     nets = {}
     for name in ("score", "control", "gen", "baseline"):

@@ -31,10 +31,11 @@ type benchArch struct {
 	arch       weights.Arch
 }
 
-// benchArchs are the U-Nets of `backend bench --arch`: the shipped 16×16 models, the default 28×28
-// one of `backend train --data mnist`, and a 32×32 colour net of about a million parameters.
+// benchArchs are the U-Nets of `backend bench --arch`: the first wave's 16×16 colour model, the
+// default 28×28 one of `backend train --data mnist`, and a 32×32 colour net of about a million
+// parameters.
 var benchArchs = []benchArch{
-	{"small", "3×16×16, base 8, mults 1,2,2, 1 block (the shipped emoji)", weights.Arch{Kind: "unet", Dim: 3 * 16 * 16,
+	{"small", "3×16×16, base 8, mults 1,2,2, 1 block (the first-wave emoji)", weights.Arch{Kind: "unet", Dim: 3 * 16 * 16,
 		Channels: 3, Height: 16, Width: 16, Base: 8, Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8, TimeEmb: 64, Fourier: 16}},
 	{"mnist", "1×28×28, base 16, mults 1,2,2, 1 block (the image default)", train.DefaultImageConfig("mnist", 1, 28).Arch},
 	{"large", "3×32×32, base 32, mults 1,2,2, 2 blocks", weights.Arch{Kind: "unet", Dim: 3 * 32 * 32,

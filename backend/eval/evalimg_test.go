@@ -137,12 +137,14 @@ func TestEvalImages(t *testing.T) {
 	}
 
 	// References: the ASBM-SDE FID at NFE 2 and the baseline's straightness, recomputed here from
-	// the sampler, the feature network and the definitions (plain single-call networks, so the
-	// row-split evaluation must agree exactly).
+	// the sampler, the feature network and the definitions, with the networks the default device
+	// uses (the gorgonia engine), so they must agree exactly; evalOn(…, "ref") below checks the
+	// plain-Go networks against the engine.
 	m, err := modelfile.Load(model)
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.CPUEngine = true
 	ex, err := fid.Load(feat)
 	if err != nil {
 		t.Fatal(err)

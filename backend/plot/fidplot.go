@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,7 +60,8 @@ type FIDSummary struct {
 }
 
 // ReadEvalReports reads `backend eval --json` image reports and checks that they describe the same
-// model, data set, n and NFE list (only the seed may differ).
+// model (by file name: one may name it by a relative path, another by an absolute one), data set, n
+// and NFE list (only the seed may differ).
 func ReadEvalReports(paths []string) ([]EvalReport, error) {
 	if len(paths) == 0 {
 		return nil, cli.Usagef("--eval needs one or more JSON reports (backend eval --json-out)")
@@ -79,7 +81,7 @@ func ReadEvalReports(paths []string) ([]EvalReport, error) {
 		}
 		if len(reps) > 0 {
 			f := reps[0]
-			if r.Model != f.Model || r.Dataset != f.Dataset || r.N != f.N || !slices.Equal(r.NFE, f.NFE) {
+			if filepath.Base(r.Model) != filepath.Base(f.Model) || r.Dataset != f.Dataset || r.N != f.N || !slices.Equal(r.NFE, f.NFE) {
 				return nil, fmt.Errorf("%s (%s, %s, n = %d, NFE %v) does not match %s (%s, %s, n = %d, NFE %v): summarise reports of one model, n and NFE list",
 					p, r.Model, r.Dataset, r.N, r.NFE, paths[0], f.Model, f.Dataset, f.N, f.NFE)
 			}
