@@ -1,5 +1,9 @@
 package model
 
+// sample.go is the samplers: their options and hooks, the Engine interface, Run (the three samplers
+// written out once, with progress, previews, pauses and chunks), the CPU engine and the chunk sizes.
+// It is a little over 500 lines because Run is the one place all of that meets.
+
 import (
 	"fmt"
 	"math"
