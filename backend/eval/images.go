@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
 	"asbm/backend/asbm"
 	"asbm/backend/cli"
 	"asbm/backend/fid"
@@ -66,13 +68,10 @@ func fidNoiseFloor(ex fid.Extractor, ref *fid.Stats, s *imgdata.Set, prep func([
 		if vals[k], err = fid.Score(ex, ref, prep(x, n), n); err != nil {
 			return fl, fmt.Errorf("FID noise floor: %w", err)
 		}
-		fl.Mean += vals[k] / float64(repeats)
 	}
-	if repeats > 1 {
-		for _, v := range vals {
-			fl.SD += (v - fl.Mean) * (v - fl.Mean)
-		}
-		fl.SD = math.Sqrt(fl.SD / float64(repeats-1))
+	fl.Mean, fl.SD = stat.MeanStdDev(vals, nil)
+	if repeats == 1 {
+		fl.SD = 0
 	}
 	return fl, nil
 }

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"gonum.org/v1/gonum/stat"
 
 	"asbm/backend/imgdata"
 	"asbm/weights"
@@ -229,13 +230,10 @@ func noiseFloor(refFeat, trainFeat []float32, d int, refName, trainName string, 
 				return err
 			}
 			vals[k] = v
-			fr.Mean += v / float64(repeats)
 		}
-		if repeats > 1 {
-			for _, v := range vals {
-				fr.SD += (v - fr.Mean) * (v - fr.Mean)
-			}
-			fr.SD = math.Sqrt(fr.SD / float64(repeats-1))
+		fr.Mean, fr.SD = stat.MeanStdDev(vals, nil)
+		if repeats == 1 {
+			fr.SD = 0
 		}
 		rows = append(rows, fr)
 		return nil

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -100,7 +101,7 @@ func Summarise(reps []EvalReport) FIDSummary {
 		s.Seeds = append(s.Seeds, r.Seed)
 		floors = append(floors, r.Floor.Mean)
 	}
-	s.Floor = stat(floors)
+	s.Floor = meanSD(floors)
 	for _, m := range FIDMethods {
 		row := make([]Stat, len(f.NFE))
 		for i := range f.NFE {
@@ -110,30 +111,21 @@ func Summarise(reps []EvalReport) FIDSummary {
 					v = append(v, *vals[i])
 				}
 			}
-			row[i] = stat(v)
+			row[i] = meanSD(v)
 		}
 		s.FID[m.Key] = row
 	}
 	return s
 }
 
-// stat is the mean and sample SD (n − 1; 0 for one value) of v.
-func stat(v []float64) Stat {
+// meanSD is the mean and sample SD (n − 1; 0 for one value) of v.
+func meanSD(v []float64) Stat {
 	if len(v) == 0 {
 		return Stat{}
 	}
-	var sum float64
-	for _, x := range v {
-		sum += x
-	}
-	m := sum / float64(len(v))
-	var ss float64
-	for _, x := range v {
-		ss += (x - m) * (x - m)
-	}
-	sd := 0.0
-	if len(v) > 1 {
-		sd = math.Sqrt(ss / float64(len(v)-1))
+	m, sd := stat.MeanStdDev(v, nil)
+	if len(v) == 1 {
+		sd = 0
 	}
 	return Stat{Mean: m, SD: sd, N: len(v)}
 }

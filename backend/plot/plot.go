@@ -38,15 +38,7 @@ func WriteScatterPNG(path string, pts []float32, d int) error {
 			}
 		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writePNG(path, img)
 }
 
 // WriteImageGridPNG writes images (n rows of C×H×W values in [-1, 1], channel-major) as a grid
@@ -87,6 +79,11 @@ func WriteImageGridPNG(path string, imgs []float32, a weights.Arch) error {
 			}
 		}
 	}
+	return writePNG(path, img)
+}
+
+// writePNG encodes img as a PNG file at path.
+func writePNG(path string, img image.Image) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
