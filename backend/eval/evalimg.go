@@ -155,10 +155,11 @@ func parseNFEList(s string) ([]int, error) {
 
 // imgEvalFlags are the flags of `backend eval` on an image model.
 type imgEvalFlags struct {
-	fs                     *flag.FlagSet
-	path, jsonOut, nfeList *string
-	asJSON, annotate       *bool
-	o                      imgEvalOptions
+	fs                                  *flag.FlagSet
+	path, jsonOut, nfeList, consistency *string
+	asJSON, annotate                    *bool
+	o                                   imgEvalOptions
+	c                                   consistencyOptions
 }
 
 func newImgEvalFlags() *imgEvalFlags {
@@ -187,6 +188,13 @@ func newImgEvalFlags() *imgEvalFlags {
 		"(target variance: the σ_t-weighted stage-2 loss of the trained score on fresh couplings, %d (t, x_t) draws per image)", targetDraws))
 	fs.IntVar(&o.invNFE, "inv-nfe", 50, fmt.Sprintf("time points of the forward-SDE encoder and steps of the backward-SDE decoder "+
 		"of the inversion test (P(classifier(decode(encode(x0))) = label(x0)); chance %.1f)", chanceRate))
+	f.consistency = fs.String("consistency", "", "instead of the FID report, measure each network's self-consistency "+
+		"at these comma-separated times in (0, 1), e.g. 0.1,0.3,0.5,0.7,0.9: the error of ASBM's control u_θ, its score s_ψ and "+
+		"the baseline's score against the Monte Carlo expectation of their bridge-matching targets under their own "+
+		"forward (control) or backward (scores) SDE — where the PF-ODE's drift error comes from")
+	fs.IntVar(&f.c.anchors, "consistency-anchors", 32, "held-out images carried to each time t by the model's forward SDE (the anchors x_t)")
+	fs.IntVar(&f.c.draws, "consistency-draws", 16, "SDE continuations from each anchor (the Monte Carlo expectation; its variance is subtracted)")
+	fs.IntVar(&f.c.perUnit, "consistency-steps", 50, "Euler–Maruyama steps per unit time of the anchors and the continuations")
 	return f
 }
 
@@ -224,6 +232,9 @@ func runEvalImages(args []string, stdout io.Writer) error {
 	}
 	if o.device != "cpu" && o.device != "ref" && o.device != "gpu" {
 		return cli.Usagef("--device must be cpu, ref or gpu, got %q", o.device)
+	}
+	if *f.consistency != "" {
+		return runConsistency(f, stdout)
 	}
 	m, err := modelfile.Load(*path)
 	if err != nil {

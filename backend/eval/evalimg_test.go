@@ -283,6 +283,8 @@ func TestEvalImagesErrors(t *testing.T) {
 		{[]string{"--projections", "5"}, 2, "flag provided but not defined: -projections"},
 		{[]string{"--features", filepath.Join(dir, "none.msgpack")}, 1, "no such file"},
 		{[]string{"--features", model}, 1, "is not a feature network"},
+		{[]string{"--consistency", "0,0.5"}, 2, "--consistency wants comma-separated times"},
+		{[]string{"--consistency", "0.5", "--consistency-draws", "1"}, 2, "--consistency-draws must be between 2"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"eval", "--model", model}, c.args...)...)
 		if code != c.code || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -298,6 +300,63 @@ func TestEvalImagesErrors(t *testing.T) {
 	if cli.FlagValue([]string{"--", "--model", model}, "model") != "" || cli.FlagValue([]string{"--models", "x"}, "model") != "" ||
 		cli.FlagValue([]string{"model", "x"}, "model") != "" {
 		t.Error("flagValue matched past -- or a longer flag name")
+	}
+}
+
+// TestEvalConsistency runs `backend eval --consistency` on the tiny MNIST U-Net and checks the report's
+// plumbing (the measure itself is checked against closed forms in backend/asbm): one row per time with
+// the three networks, the counts asked for, finite values, and the drift column equal to ½g(t)²·√Err2
+// on each network's own base (ASBM's β_1 for its networks, 20 for the baseline's score).
+func TestEvalConsistency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a U-Net")
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "digits.msgpack")
+	args := append([]string{"train", "--run", filepath.Join(dir, "run"), "--out", model}, clitest.TinyImageTrain...)
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "eval", "--model", model, "--json", "--consistency", "0.3,0.8",
+		"--consistency-anchors", "4", "--consistency-draws", "3", "--consistency-steps", "5")
+	if code != 0 {
+		t.Fatalf("eval --consistency: exit %d: %s", code, stderr)
+	}
+	var rep consistencyReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	m, err := modelfile.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Times, []float64{0.3, 0.8}) || len(rep.Rows) != 2 {
+		t.Fatalf("times %v, %d rows; want [0.3 0.8] and 2 rows", rep.Times, len(rep.Rows))
+	}
+	for i, tt := range rep.Times {
+		for k, vp := range map[string]asbm.VP{"asbm-control": m.VP, "asbm-score": m.VP, "baseline-score": m.BaseVP} {
+			e, ok := rep.Rows[i][k]
+			if !ok {
+				t.Errorf("t %g: no %s entry", tt, k)
+				continue
+			}
+			end := 0.0
+			if k == "asbm-control" {
+				end = 1
+			}
+			if e.T != tt || e.Anchors != 4 || e.Draws != 3 || e.Steps != asbm.StepsFor(tt, end, 5) {
+				t.Errorf("t %g %s: entry at t %g with %d anchors × %d draws, %d steps", tt, k, e.T, e.Anchors, e.Draws, e.Steps)
+			}
+			want := 0.5 * vp.G2(tt) * math.Sqrt(math.Max(e.Err2, 0))
+			if !finite(e.Err2) || !finite(e.SE) || e.Net2 <= 0 || math.Abs(e.DriftRMS-want) > 1e-9*(1+want) {
+				t.Errorf("t %g %s: Err2 %g SE %g Net2 %g drift %g (want %g)", tt, k, e.Err2, e.SE, e.Net2, e.DriftRMS, want)
+			}
+		}
+	}
+	code, stdout, _ = runCLI(t, "eval", "--model", model, "--consistency", "0.5", "--consistency-anchors", "3",
+		"--consistency-draws", "2", "--consistency-steps", "4")
+	if code != 0 || !strings.Contains(stdout, "baseline-score") || !strings.Contains(stdout, "½g²·RMS error") {
+		t.Errorf("table output: exit %d\n%s", code, stdout)
 	}
 }
 

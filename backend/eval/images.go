@@ -45,6 +45,16 @@ func heldOutImages(s *imgdata.Set, arch weights.Arch, k int, seed uint64) ([]flo
 	return x, labels, nil
 }
 
+// heldOutSpecs returns the imgdata specs of the held-out images (the test split, which neither the
+// model nor the classifier trained on) and of the noise floor's real images (the training split) of a
+// data set whose FID reference is reference; a set with no split (emoji) uses the reference for both.
+func heldOutSpecs(dataset, reference string) (held, floor string) {
+	if !strings.HasSuffix(reference, ":test") {
+		return reference, reference
+	}
+	return dataset + ":test", dataset + ":train"
+}
+
 // fidNoiseFloor scores n images drawn at random from s (at the feature network's shape) against ref,
 // repeats times. The draw is without replacement when s holds at least n images; a smaller set
 // (emoji:faces has 109) is drawn with replacement, which is exactly a perfect generator of the
@@ -160,9 +170,8 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 	}
 	// Held-out images for the loss floor and the inversion test: the test split (neither the model
 	// nor the classifier trained on it), or all of emoji, which has no split.
-	heldSpec, floorSpec := dataset+":test", dataset+":train"
-	if !strings.HasSuffix(rep.Reference, ":test") {
-		heldSpec, floorSpec = rep.Reference, rep.Reference
+	heldSpec, floorSpec := heldOutSpecs(dataset, rep.Reference)
+	if heldSpec == rep.Reference {
 		rep.Notes = append(rep.Notes, dataset+" has no test split: the stage-2 loss floor uses training images")
 	}
 	held, err := load(heldSpec, arch.Height)
