@@ -111,8 +111,10 @@ func numel(sh []int) int {
 // Dim is the data dimension of a row (Evaluator).
 func (m *Net) Dim() int { return m.Arch.Dim }
 
-// Eval writes ForwardCPU(t, x) into out (Evaluator), rows split among goroutines: rows are
-// independent, so the result does not depend on the split.
+// Eval writes ForwardCPU(t, x) into out (Evaluator): rows split among goroutines (one per core, at
+// least 64 rows each), each goroutine's rows in chunks of at most EvalChunkRows, so a large image
+// batch never holds every layer's activations for all rows at once. Rows are independent (group
+// norm is per image), so the result does not depend on the split: it equals one ForwardCPU call.
 func (m *Net) Eval(t, x, out []float32) {
 	rows, d := len(t), m.Arch.Dim
 	workers := min(runtime.GOMAXPROCS(0), (rows+63)/64)
@@ -122,11 +124,17 @@ func (m *Net) Eval(t, x, out []float32) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copy(out[lo*d:hi*d], m.ForwardCPU(t[lo:hi], x[lo*d:hi*d]))
+			for a := lo; a < hi; a += EvalChunkRows {
+				b := min(a+EvalChunkRows, hi)
+				copy(out[a*d:b*d], m.ForwardCPU(t[a:b], x[a*d:b*d]))
+			}
 		}()
 	}
 	wg.Wait()
 }
+
+// EvalChunkRows bounds the rows of one plain-Go forward pass inside Eval.
+const EvalChunkRows = 256
 
 // Check reports a network whose parameters do not match its arch (missing, wrong length, NaN or
 // Inf), so the forward passes never index out of range on bad input.

@@ -3,40 +3,11 @@ package eval
 import (
 	"fmt"
 	"strings"
-	"sync"
 
 	"asbm/backend/asbm"
 	"asbm/backend/modelfile"
 	"asbm/shaders"
 )
-
-// rowSplitNet evaluates a network on parallel slices of its rows. The U-Net treats every image on its
-// own (group norm is per image), so the result equals one call on all rows; it only uses the cores.
-type rowSplitNet struct {
-	net     asbm.Net
-	workers int
-}
-
-func (s rowSplitNet) Dim() int { return s.net.Dim() }
-
-func (s rowSplitNet) Eval(t, x, out []float32) {
-	n, d := len(t), s.net.Dim()
-	w := min(s.workers, n)
-	if w <= 1 {
-		s.net.Eval(t, x, out)
-		return
-	}
-	var wg sync.WaitGroup
-	for k := 0; k < w; k++ {
-		lo, hi := k*n/w, (k+1)*n/w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.net.Eval(t[lo:hi], x[lo*d:hi*d], out[lo*d:hi*d])
-		}()
-	}
-	wg.Wait()
-}
 
 // gpuEvalNet is a GPU network as an asbm.Net. asbm.Net cannot fail, so the first error is kept in
 // *err (shared by the networks of one device) and later calls do nothing; check it after each use.
@@ -70,14 +41,9 @@ type evalNets struct {
 
 func openEvalNets(m *modelfile.File, device string) (*evalNets, error) {
 	if device != "gpu" {
-		wrap := func(p string) asbm.Net {
-			n := m.Net(p)
-			if _, plain := n.(modelfile.CPUNet); plain {
-				return rowSplitNet{n, 2} // this project's machines have 2 cores (see parallel)
-			}
-			return n // nil, or an engine network, which uses every core itself
-		}
-		return &evalNets{score: wrap(modelfile.Score), control: wrap(modelfile.Control), baseline: wrap(modelfile.Baseline),
+		// m.Net: an engine network with CPUEngine (which uses every core itself), else the plain-Go
+		// network (model.Net.Eval splits rows over the cores); nil where the file lacks one.
+		return &evalNets{score: m.Net(modelfile.Score), control: m.Net(modelfile.Control), baseline: m.Net(modelfile.Baseline),
 			check: func() error { return nil }, close: func() {}}, nil
 	}
 	dev, err := shaders.NewDevice()

@@ -84,7 +84,7 @@ func (m *File) Net(prefix string) asbm.Net {
 			return c
 		}
 	}
-	return CPUNet{mlp}
+	return mlp // the plain-Go forward, rows split over the cores (model.Net.Eval)
 }
 
 // Dataset returns the model's data set name from its metadata.
@@ -92,22 +92,3 @@ func (m *File) Dataset() string {
 	s, _ := m.File.MetaString("dataset")
 	return s
 }
-
-// CPUNet evaluates a network with the plain-Go forward (model.Net.ForwardCPU) as an asbm.Net.
-type CPUNet struct{ Net *model.Net }
-
-// Dim is the data dimension.
-func (c CPUNet) Dim() int { return c.Net.Arch.Dim }
-
-// Eval runs ForwardCPU on chunks of at most cpuChunkRows rows, so a large image batch does not hold
-// every layer's activations for all rows at once (rows are independent: the result is the same).
-func (c CPUNet) Eval(t, x, out []float32) {
-	d := c.Net.Arch.Dim
-	for lo := 0; lo < len(t); lo += cpuChunkRows {
-		hi := min(lo+cpuChunkRows, len(t))
-		copy(out[lo*d:hi*d], c.Net.ForwardCPU(t[lo:hi], x[lo*d:hi*d]))
-	}
-}
-
-// cpuChunkRows bounds the rows of one plain-Go forward pass.
-const cpuChunkRows = 256
