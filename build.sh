@@ -14,6 +14,7 @@
 # WebGPU tests), dataset-fashion-mnist and fonts-noto-color-emoji (the image data sets' loaders are
 # tested on the real files), libopenblas-dev (the CPU engine's fast matrix multiply, loaded at run
 # time), python3-torch, python3-numpy and python3-msgpack (the PyTorch reference of the U-Net),
+# wabt (wat2wasm, which build assembles the CPU path's SIMD kernels with; build installs it too),
 # Node.js if absent, and playwright-core from site/package-lock.json. It never downloads a browser of
 # its own.
 set -euo pipefail
@@ -24,12 +25,25 @@ DIST=dist
 section() { printf '\n==== %s ====\n' "$*"; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
+# simd_kernels assembles the CPU path's WebAssembly SIMD kernels (wasm/simd/kernels.wat) into
+# wasm/simd/kernels.wasm, which the client embeds when built with -tags asbmsimd (installing
+# Debian's wabt for wat2wasm if it is missing).
+simd_kernels() {
+	if ! command -v wat2wasm >/dev/null; then
+		echo "installing: wabt (wat2wasm)"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wabt ||
+			{ as_root apt-get update && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wabt; }
+	fi
+	wat2wasm wasm/simd/kernels.wat -o wasm/simd/kernels.wasm
+}
+
 build() {
 	section "build: dist/ (wasm client, page, wasm_exec.js, backend)"
 	command -v go >/dev/null || die "go is not on PATH (Go 1.26 is needed)"
 	rm -rf "$DIST"
 	mkdir -p "$DIST"
-	GOOS=js GOARCH=wasm go build -trimpath -ldflags "-s -w" -o "$DIST/asbm.wasm" ./wasm
+	simd_kernels
+	GOOS=js GOARCH=wasm go build -tags asbmsimd -trimpath -ldflags "-s -w" -o "$DIST/asbm.wasm" ./wasm
 	# Keep all three: the server sends the .br to clients that accept br, the .gz to those that
 	# accept only gzip, the raw file to the rest. Brotli at quality 11 (pure Go, ~20 s) is done here
 	# once rather than at every server start (backend/server/precompress says more).
@@ -69,7 +83,7 @@ setup() {
 	section "setup: system packages"
 	local missing=()
 	for p in chromium mesa-vulkan-drivers libvulkan1 gzip dataset-fashion-mnist fonts-noto-color-emoji \
-		libopenblas-dev python3-torch python3-numpy python3-msgpack; do
+		libopenblas-dev python3-torch python3-numpy python3-msgpack wabt; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 	done
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -113,8 +127,10 @@ test_all() {
 	CGO_ENABLED=0 go vet ./backend/cpu/kern
 	CGO_ENABLED=0 go test -count=1 ./backend/cpu/kern
 
-	section "check: go vet (GOOS=js GOARCH=wasm)"
+	section "check: go vet (GOOS=js GOARCH=wasm, with and without the SIMD kernels)"
+	simd_kernels
 	GOOS=js GOARCH=wasm go vet ./wasm ./shaders
+	GOOS=js GOARCH=wasm go vet -tags asbmsimd ./wasm
 
 	section "test: go test ./... (WebGPU, OpenBLAS and PyTorch must be found: ASBM_REQUIRE_GPU, _OPENBLAS, _TORCH)"
 	local xdg
@@ -122,8 +138,8 @@ test_all() {
 	ASBM_REQUIRE_GPU=1 ASBM_REQUIRE_DATA=1 ASBM_REQUIRE_OPENBLAS=1 ASBM_REQUIRE_TORCH=1 XDG_RUNTIME_DIR="$xdg" \
 		go test -count=1 ./...
 
-	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js)"
-	GOOS=js GOARCH=wasm go test -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm
+	section "test: GOOS=js GOARCH=wasm go test ./wasm (under Node.js, SIMD kernels against plain Go)"
+	ASBM_REQUIRE_SIMD=1 GOOS=js GOARCH=wasm go test -tags asbmsimd -exec="$(go env GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm
 
 	section "test: fuzz weights.Decode (20 s)"
 	go test ./weights -run '^$' -fuzz FuzzDecode -fuzztime 20s

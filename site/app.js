@@ -175,9 +175,12 @@ function deviceNote() {
 
 // precisionNote says in which precision the model runs: every path computes in f32; the GPU path
 // keeps an f16 file's weight matrices in f16 (info.precision), the CPU path widens them on load.
+// On the CPU path it also names the kernels (info.cpuKernels: "wasm SIMD", or "Go" where the
+// browser lacks WebAssembly SIMD).
 function precisionNote() {
   const half = chooseDevice() === 'gpu' && info.precision && info.precision !== 'f32';
-  const parts = [half ? `GPU: ${info.precision}` : 'Kernels: f32'];
+  const cpu = chooseDevice() === 'cpu' && info.cpuKernels ? ` (CPU: ${info.cpuKernels})` : '';
+  const parts = [half ? `GPU: ${info.precision}` : 'Kernels: f32' + cpu];
   if (!half && info.weights && info.weights !== 'f32') parts.push(`weights stored as ${info.weights}, widened to f32`);
   if (isImage()) {
     const [C, H, W] = info.shape;

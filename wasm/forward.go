@@ -43,16 +43,21 @@ func float32FromJS(v js.Value, what string) ([]float32, error) {
 	return out, nil
 }
 
-// forward implements asbm.forward({net, t, x, device}): one call of one network of the loaded model
-// on n rows (t: a Float32Array of n times, x: one of n·dim values, images C×H×W channel-major), for
-// benchmarks and for checking other runtimes against this one. It resolves with {out, ms, device,
-// adapter}; on the GPU ms includes the upload of t and x and the read-back of out.
+// forward implements asbm.forward({net, t, x, device, simd}): one call of one network of the loaded
+// model on n rows (t: a Float32Array of n times, x: one of n·dim values, images C×H×W
+// channel-major), for benchmarks and for checking other runtimes against this one. It resolves
+// with {out, ms, device, adapter, kernels (CPU path: "wasm SIMD" or "Go")}; on the GPU ms includes
+// the upload of t and x and the read-back of out.
 func forward(args []js.Value) (any, error) {
 	o := arg0(args)
 	if o.Type() != js.TypeObject {
 		return nil, errors.New(`forward: pass {net: "gen", t: Float32Array, x: Float32Array, device: "gpu"|"cpu"}`)
 	}
 	dev, err := deviceOption(o)
+	if err != nil {
+		return nil, fmt.Errorf("forward: %v", err)
+	}
+	useSIMD, err := simdOption(o)
 	if err != nil {
 		return nil, fmt.Errorf("forward: %v", err)
 	}
@@ -88,9 +93,12 @@ func forward(args []js.Value) (any, error) {
 	useCPU := dev == "cpu" || (dev == "" && cl.dev == nil)
 	start := time.Now()
 	var out []float32
-	adapter, device := "CPU (Go)", "cpu"
+	adapter, device, kernels := "CPU (Go)", "cpu", ""
 	if useCPU {
-		out = cpuNet.ForwardCPU(t, x)
+		nets, k := cpuEvaluators(m, useSIMD)
+		ev := map[string]model.Evaluator{"score": nets.Score, "control": nets.Control, "gen": nets.Gen}[name]
+		out, kernels = make([]float32, len(x)), k
+		ev.Eval(t, x, out)
 	} else {
 		if err := cl.ensureGPU(m); err != nil {
 			return nil, err
@@ -102,8 +110,12 @@ func forward(args []js.Value) (any, error) {
 		}
 		adapter, device = cl.dev.AdapterInfo(), "gpu"
 	}
-	return map[string]any{"out": float32Array(out), "ms": float64(time.Since(start).Microseconds()) / 1000,
-		"device": device, "adapter": adapter}, nil
+	res := map[string]any{"out": float32Array(out), "ms": float64(time.Since(start).Microseconds()) / 1000,
+		"device": device, "adapter": adapter}
+	if useCPU {
+		res["kernels"] = kernels // "wasm SIMD" or "Go"
+	}
+	return res, nil
 }
 
 // params implements asbm.params(net): the network's parameters as {name: Float32Array} (an f16 file's

@@ -17,9 +17,13 @@ const (
 	// frameBudget is how long Go code may keep the page's thread before it yields to the event
 	// loop (so the page paints progress and previews, and stays responsive).
 	frameBudget = 30 * time.Millisecond
-	// cpuChunkFLOPs is the work of one CPU network call on an image model: about 20–60 ms of Go in
-	// WebAssembly, so a 64-image grid of a 47-MFLOP U-Net does not freeze the page for a whole step.
+	// cpuChunkFLOPs is the work of one CPU network call on an image model on the plain-Go kernels:
+	// about 20–60 ms of Go in WebAssembly, so a 64-image grid of a 47-MFLOP U-Net does not freeze
+	// the page for a whole step.
 	cpuChunkFLOPs = 20e6
+	// simdChunkFLOPs is the same budget on the SIMD kernels (simd.go), which run the U-Nets 20–50×
+	// faster than plain Go (site/bench): about 10–40 ms.
+	simdChunkFLOPs = 200e6
 	// gpuStorageBinding is the device's maxStorageBufferBindingSize: the binding cannot pass
 	// requiredLimits in the browser (design.md), so every device has WebGPU's default, 128 MiB.
 	gpuStorageBinding = 128 << 20
@@ -31,7 +35,8 @@ type request struct {
 	nSet        bool // points came from the caller (n or points), not the default
 	seed        uint64
 	sampler     string // "sde" or "ode"; ignored when nfe is 1
-	device      string // "cpu" runs the plain-Go twin (reference and fallback), "gpu" WebGPU, "" either as loaded
+	device      string // "cpu" runs the CPU path, "gpu" WebGPU, "" either as loaded
+	simd        bool   // the CPU path may use the SIMD kernels (false: the plain-Go reference)
 	preview     int    // image models: hand the state to the progress callback every preview steps; 0 never
 	onProgress  js.Value
 }
@@ -100,6 +105,9 @@ func parseRequest(args []js.Value) (request, error) {
 		return r, fmt.Errorf("generate: %v", err)
 	}
 	r.device = dev
+	if r.simd, err = simdOption(o); err != nil {
+		return r, fmt.Errorf("generate: %v", err)
+	}
 	return r, nil
 }
 
@@ -214,6 +222,11 @@ func generate(args []js.Value) (any, error) {
 		return nil, err
 	}
 	first := m.runs[device] == 0
+	var nets model.Nets // the CPU path's networks, on the SIMD kernels where they run
+	kernels := ""
+	if useCPU {
+		nets, kernels = cpuEvaluators(m, req.simd)
+	}
 	report := progressFunc(req)
 	pace := newPacer()
 	// One sampler loop for every model and device (model.Run): chunks that fit the
@@ -222,7 +235,11 @@ func generate(args []js.Value) (any, error) {
 	a := m.file.Arch
 	hooks := model.SampleHooks{Chunk: model.GPUChunk(a, gpuStorageBinding), Pause: pace.maybeYield}
 	if useCPU {
-		hooks.Chunk = model.CPUChunk(a, cpuChunkFLOPs)
+		budget := int64(cpuChunkFLOPs)
+		if kernels == kernelsSIMD {
+			budget = simdChunkFLOPs
+		}
+		hooks.Chunk = model.CPUChunk(a, budget)
 	}
 	shape := []any{req.points, a.Channels, a.Height, a.Width}
 	if m.image {
@@ -241,7 +258,7 @@ func generate(args []js.Value) (any, error) {
 	var out []float32
 	adapter := "CPU (Go)"
 	if useCPU {
-		out, err = model.SampleCPU(m.cpu.Nets(), o, hooks)
+		out, err = model.SampleCPU(nets, o, hooks)
 	} else {
 		// x stays on the device; it is read back only for previews and at the end.
 		out, err = shaders.SampleGPU(cl.dev, m.gpu, o, hooks)
@@ -268,6 +285,9 @@ func generate(args []js.Value) (any, error) {
 		"steps":   o.Steps,
 		"seed":    float64(req.seed),
 		"n":       req.points,
+	}
+	if useCPU {
+		res["kernels"] = kernels // "wasm SIMD" or "Go"
 	}
 	if m.image {
 		res["images"] = float32Array(out)
@@ -300,10 +320,13 @@ func (c *client) ensureGPU(m *loaded) error {
 // loaded model on the chosen path, so the first Generate does not pay for compiling the shaders
 // (GPU) or for first-touch allocation (CPU). It resolves with {ms, device}.
 func warmup(args []js.Value) (any, error) {
-	dev := ""
+	dev, useSIMD := "", true
 	if len(args) > 0 && args[0].Type() != js.TypeUndefined && args[0].Type() != js.TypeNull {
 		var err error
 		if dev, err = deviceOption(args[0]); err != nil {
+			return nil, fmt.Errorf("warmup: %v", err)
+		}
+		if useSIMD, err = simdOption(args[0]); err != nil {
 			return nil, fmt.Errorf("warmup: %v", err)
 		}
 	}
@@ -318,9 +341,12 @@ func warmup(args []js.Value) (any, error) {
 	x := make([]float32, m.file.Arch.Dim)
 	t := []float32{0.5}
 	if useCPU {
-		for _, n := range []*model.Net{m.cpu.Score, m.cpu.Control, m.cpu.Gen} {
+		// On the SIMD kernels this also places the weights in the module's memory.
+		nets, _ := cpuEvaluators(m, useSIMD)
+		out := make([]float32, len(x))
+		for _, n := range []model.Evaluator{nets.Score, nets.Control, nets.Gen} {
 			if n != nil {
-				n.ForwardCPU(t, x)
+				n.Eval(t, x, out)
 			}
 		}
 	} else {

@@ -1,7 +1,8 @@
 //go:build js && wasm
 
 // Command wasm is the browser client: a small JavaScript API over shaders/ that loads a model file
-// and draws samples on the visitor's GPU through WebGPU, or on the CPU path (plain Go).
+// and draws samples on the visitor's GPU through WebGPU, or on the CPU path: an image model's U-Nets
+// on WebAssembly SIMD kernels (simd.go) where the browser runs them, else plain Go.
 //
 //	await asbm.load("/weights/8gaussians.msgpack")   // → info {dataset, arch, image, shape, nets, adapter, …}
 //	await asbm.warmup({device: "gpu"})               // one tiny forward per network: compiles the shaders
@@ -10,6 +11,7 @@
 //	        // image model → {images: Float32Array (n×C×H×W, values in about [−1, 1]), shape: [n, C, H, W], …}
 //	asbm.onProgress = (step, total, preview) => { … }  // or generate({…, onProgress})
 //	await asbm.forward({net: "gen", t, x, device: "gpu"}) // one network call → {out: Float32Array, ms, …} (benchmarks)
+//	        // on the CPU path {simd: false} (also for generate and warmup) runs the plain-Go kernels
 //	await asbm.params("gen")                         // {name: Float32Array}: the network's parameters
 //
 // nfe 1 runs the distilled one-step generator; nfe 2…100 runs the backward SDE ("sde") or the
@@ -80,6 +82,7 @@ type loaded struct {
 	cpu                  model.CPUNets  // nil entries: the file lacks that net
 	gpu                  shaders.Nets   // built lazily on the current device
 	gpuErr               string         // why the networks could not be put on the GPU ("" if they could, or were not tried)
+	simd                 simdNets       // the U-Nets on the SIMD kernels, built on the first CPU run
 	runs                 map[string]int // generate calls so far, by device ("cpu", "gpu")
 }
 
@@ -289,6 +292,7 @@ func load(args []js.Value) (any, error) {
 
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	ensureSIMDModule() // once per client: info() says which kernels the CPU path runs
 	if cpuOnly {
 		cl.setModel(m)
 		return cl.info(), nil
@@ -510,6 +514,9 @@ func (c *client) info() map[string]any {
 		"shaderF16": shaderF16, // the device was granted shader-f16 (no kernel needs it yet)
 		"weights":   weightsDType(m.file),
 		"maxN":      maxPoints,
+		// The CPU path's kernels ("wasm SIMD" or "Go"), and why there are no SIMD ones, if so.
+		"cpuKernels": cpuKernels(m),
+		"simdError":  errString(simdErr),
 	}
 	if m.image {
 		info["shape"] = []any{a.Channels, a.Height, a.Width}
@@ -554,6 +561,14 @@ func float32Array(v []float32) js.Value {
 	arr := js.Global().Get("Float32Array").New(len(v))
 	js.CopyBytesToJS(js.Global().Get("Uint8Array").New(arr.Get("buffer")), b)
 	return arr
+}
+
+// errString is err's message, "" for nil.
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // jsString is String(v) in JavaScript; Value.Call would panic on a primitive.

@@ -331,6 +331,9 @@ func TestGenerateImagesCPU(t *testing.T) {
 		if rv.Get("method").String() != c.method || rv.Get("device").String() != "cpu" || rv.Get("first").Bool() != (i == 0) {
 			t.Errorf("%s: method %v device %v first %v", c.method, rv.Get("method"), rv.Get("device"), rv.Get("first"))
 		}
+		if k := rv.Get("kernels").String(); k != wantKernels() {
+			t.Errorf("%s: kernels %q, want %q", c.method, k, wantKernels())
+		}
 		if sh := rv.Get("shape"); jsString(sh) != fmt.Sprintf("%d,3,4,4", n) {
 			t.Errorf("%s: shape %s", c.method, jsString(sh))
 		}
@@ -380,6 +383,15 @@ func TestGenerateImagesCPU(t *testing.T) {
 	}
 }
 
+// wantKernels is the CPU path's kernels for an image model in this test binary: the SIMD ones
+// where they are built in (-tags asbmsimd) and the engine runs them, else plain Go.
+func wantKernels() string {
+	if ensureSIMDModule() != nil {
+		return kernelsSIMD
+	}
+	return kernelsGo
+}
+
 // TestForwardAndParamsCPU: asbm.forward on the CPU path is the network's ForwardCPU on the given
 // rows, asbm.params returns its parameters, and bad arguments are refused with a clear message.
 func TestForwardAndParamsCPU(t *testing.T) {
@@ -412,6 +424,20 @@ func TestForwardAndParamsCPU(t *testing.T) {
 				t.Fatalf("%s: forward value %d = %v, ForwardCPU %v", name, i, got[i], want[i])
 			}
 		}
+		if k := js.ValueOf(res).Get("kernels").String(); k != wantKernels() {
+			t.Errorf("%s: kernels %q, want %q", name, k, wantKernels())
+		}
+		// {simd: false}: the plain-Go kernels, the same values.
+		res, err = forward([]js.Value{js.ValueOf(map[string]any{"net": name, "t": float32Array(tv), "x": float32Array(x), "device": "cpu", "simd": false})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := js.ValueOf(res).Get("kernels").String(); k != kernelsGo {
+			t.Errorf("%s, simd: false: kernels %q", name, k)
+		}
+		if g := goFloats(js.ValueOf(res).Get("out")); fmt.Sprint(g) != fmt.Sprint(want) {
+			t.Errorf("%s, simd: false: differs from ForwardCPU", name)
+		}
 		ps, err := params([]js.Value{js.ValueOf(name)})
 		if err != nil {
 			t.Fatal(err)
@@ -431,6 +457,7 @@ func TestForwardAndParamsCPU(t *testing.T) {
 		{map[string]any{"t": []any{1}, "x": float32Array(x)}, "t must be a Float32Array"},
 		{map[string]any{"t": float32Array(tv), "x": float32Array(x[1:])}, "values of x"},
 		{map[string]any{"t": float32Array(tv), "x": float32Array(x), "device": "tpu"}, `device must be "gpu" or "cpu"`},
+		{map[string]any{"t": float32Array(tv), "x": float32Array(x), "device": "cpu", "simd": "no"}, "simd must be true or false"},
 	} {
 		if _, err := forward([]js.Value{js.ValueOf(c.opt)}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("forward(%v): %v, want %q", c.opt, err, c.want)
