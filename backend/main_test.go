@@ -336,7 +336,7 @@ func TestTrainAndSampleImages(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "digits.msgpack")
 	run := filepath.Join(dir, "run")
-	args := append([]string{"train", "--run", run, "--out", out, "--stop-after", "stage1"}, clitest.TinyImageTrain...)
+	args := append([]string{"train", "--run", run, "--out", out, "--f16", "--stop-after", "stage1"}, clitest.TinyImageTrain...)
 	code, _, stderr := runCLI(t, args...)
 	logText, _ := os.ReadFile(filepath.Join(run, "train.log"))
 	if code != 0 || !strings.Contains(string(logText), "stopped after stage1") {
@@ -345,12 +345,19 @@ func TestTrainAndSampleImages(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("--stop-after wrote a model file")
 	}
-	if code, _, stderr := runCLI(t, "train", "--resume", "--run", run, "--out", out); code != 0 {
+	// The resume names neither --out nor --f16: the run's own are kept.
+	if code, _, stderr := runCLI(t, "train", "--resume", "--run", run); code != 0 {
 		t.Fatalf("train --resume: exit %d: %s", code, stderr)
 	}
 	f, err := weights.ReadFile(out)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the resumed run did not write the first command's --out: %v", err)
+	}
+	for _, tn := range f.Tensors {
+		if tn.DType != "f16" && strings.HasSuffix(tn.Name, ".w") && len(tn.Shape) > 1 {
+			t.Errorf("tensor %s is %s: the resume dropped the first command's --f16", tn.Name, tn.DType)
+			break
+		}
 	}
 	want := weights.Arch{Kind: "unet", Dim: 64, Channels: 1, Height: 8, Width: 8, Base: 4, Mults: []int{1, 2},
 		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 2}

@@ -22,6 +22,10 @@ type State struct {
 	// Warm names the networks of Final that their phase, when it starts, continues from rather
 	// than initialising afresh (--keep-weights); an entry is dropped when its phase finishes.
 	Warm map[string]bool
+	// Out and F16 are the model file the run writes at the end and whether its weights are f16: a
+	// resume keeps them unless its command line names them again.
+	Out string
+	F16 bool
 }
 
 // phaseNet is the key in State.final of the network each phase trains.
@@ -79,6 +83,10 @@ func LoadState(path string) (*State, error) {
 		st.Config.Distill.EMA = st.Config.EMA
 	}
 	st.Phase, _ = f.MetaString("phase")
+	st.Out, _ = f.MetaString("out") // "" in checkpoints from before it was stored: the default path
+	if s, _ := f.MetaString("f16"); s == "true" {
+		st.F16 = true
+	}
 	if PhaseIndex(st.Phase) < 0 {
 		return nil, fmt.Errorf("%s: unknown phase %q", path, st.Phase)
 	}
@@ -131,6 +139,8 @@ func saveTrainState(path string, st *State) error {
 	f.Meta["phase"] = st.Phase
 	f.Meta["log"] = strings.Join(st.Log, "\n")
 	f.Meta["warm"] = strings.Join(cli.SortedKeys(st.Warm), ",")
+	f.Meta["out"] = st.Out
+	f.Meta["f16"] = fmt.Sprint(st.F16)
 	if st.Loop.Scalars != nil {
 		s, err := json.Marshal(st.Loop.Scalars)
 		if err != nil {

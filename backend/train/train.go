@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -25,9 +26,12 @@ func Command(args []string, stdout io.Writer) error {
 		return err
 	}
 	var o runOptions
-	if err := cli.ParseFlags(trainFlagSet(&c, &o), args); err != nil {
+	fs := trainFlagSet(&c, &o)
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if o.device != "cpu" && o.device != "gpu" && o.device != "auto" {
 		return cli.Usagef("--device must be cpu, gpu or auto, got %q", o.device)
 	}
@@ -75,6 +79,15 @@ func Command(args []string, stdout io.Writer) error {
 				return err
 			}
 		}
+		// The model file and its precision are the run's, as the first command named them: a resume
+		// that does not name them again must not write an f32 file to the default path (which may
+		// be a shipped model's).
+		if !given["out"] {
+			o.out = st.Out
+		}
+		if !given["f16"] {
+			o.f16 = st.F16
+		}
 		fmt.Fprintf(os.Stderr, "resuming %s at phase %s\n", ckptPath, st.Phase)
 	} else {
 		if err := c.validate(); err != nil {
@@ -99,6 +112,7 @@ func Command(args []string, stdout io.Writer) error {
 		}
 		o.out = filepath.Join("weights", n+".msgpack")
 	}
+	st.Out, st.F16 = o.out, o.f16 // stored with every checkpoint
 	logf, err := os.OpenFile(filepath.Join(o.run, "train.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
