@@ -87,6 +87,9 @@ func TestEvalImages(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
+	if slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "no test split") }) {
+		t.Errorf("notes %q say MNIST has no test split", rep.Notes)
+	}
 	nfes := []int{1, 2, 4}
 	if !slices.Equal(rep.NFE, nfes) || rep.N != 64 || rep.Dataset != "mnist" || rep.FeatureInput != "as is" || rep.Reference != "mnist:test" {
 		t.Errorf("header: %+v", rep)
@@ -506,6 +509,9 @@ func TestEvalImagesEmojiPartial(t *testing.T) {
 	}
 	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "unlabelled") }) {
 		t.Errorf("notes %q do not say why the inversion test is missing", rep.Notes)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, "emoji-faces has no test split") }) {
+		t.Errorf("notes %q do not say that emoji has no test split", rep.Notes)
 	}
 	// The table run also stores its report in the file (--annotate): the same numbers (same seed),
 	// the command, and the networks untouched.

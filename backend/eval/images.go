@@ -171,7 +171,7 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 	// Held-out images for the loss floor and the inversion test: the test split (neither the model
 	// nor the classifier trained on it), or all of emoji, which has no split.
 	heldSpec, floorSpec := heldOutSpecs(dataset, rep.Reference)
-	if heldSpec == rep.Reference {
+	if heldSpec != dataset+":test" {
 		rep.Notes = append(rep.Notes, dataset+" has no test split: the stage-2 loss floor uses training images")
 	}
 	held, err := load(heldSpec, arch.Height)
