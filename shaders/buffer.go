@@ -174,19 +174,32 @@ func (d *Device) Read(b *Buffer) (out []float32, err error) {
 		return nil, err
 	}
 	defer d.guard(&err)
-	size := b.bytes()
-	st, err := d.gpu.CreateBuffer(&wgpu.BufferDescriptor{
-		Label: "asbm readback",
-		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst,
-		Size:  size,
-	})
+	st, err := d.newStaging(b.bytes())
 	if err != nil {
-		return nil, wrapf(err, "shaders: creating a readback buffer")
+		return nil, err
 	}
 	defer func() {
 		st.Destroy()
 		st.Release()
 	}()
+	return d.readVia(b, st)
+}
+
+// newStaging creates a MapRead staging buffer of size bytes for readVia.
+func (d *Device) newStaging(size uint64) (*wgpu.Buffer, error) {
+	st, err := d.gpu.CreateBuffer(&wgpu.BufferDescriptor{
+		Label: "asbm readback",
+		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst,
+		Size:  size,
+	})
+	return st, wrapf(err, "shaders: creating a readback buffer")
+}
+
+// readVia is Read through the staging buffer st (newStaging, at least b's size), which is unmapped
+// again on return so it can be reused: the Trainer reads its loss every step through one, so a step
+// creates no buffer.
+func (d *Device) readVia(b *Buffer, st *wgpu.Buffer) (out []float32, err error) {
+	size := b.bytes()
 	enc, err := d.gpu.CreateCommandEncoder(nil)
 	if err != nil {
 		return nil, wrapf(err, "shaders: readback encoder")

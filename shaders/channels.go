@@ -21,8 +21,7 @@ func (d *Device) channelCopyOp(dst, src *Buffer, n, hw, cc, cs, s0, cd, d0 int, 
 	if acc {
 		what = "channel accumulate"
 	}
-	count, err := imageShape(what, n, cc, hw)
-	if err != nil {
+	if _, err := imageShape(what, n, cc, hw); err != nil {
 		return nil, err
 	}
 	if s0 < 0 || d0 < 0 || s0+cc > cs || d0+cc > cd {
@@ -44,7 +43,8 @@ func (d *Device) channelCopyOp(dst, src *Buffer, n, hw, cc, cs, s0, cd, d0 int, 
 	if err != nil {
 		return nil, err
 	}
-	g, err := grid1((count + imageWG - 1) / imageWG)
+	// One workgroup per imageWG values of a channel row (channels.wgsl).
+	g, err := grid1(n * cc * ((hw + imageWG - 1) / imageWG))
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +103,16 @@ func (d *Device) channelBiasOp(y, tb *Buffer, n, c, hw int) (*op, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := grid1((ny + imageWG - 1) / imageWG)
+	// One workgroup per imageWG values of a channel row (chanbias.wgsl).
+	g, err := grid1(n * c * ((hw + imageWG - 1) / imageWG))
 	if err != nil {
 		return nil, err
 	}
 	return d.newOp(k, uniform{}.u32(n*c).u32(hw).bytes(), []*Buffer{tb, y}, g)
 }
+
+// chanbiasBwdWG is the workgroup size of chanbias_bwd.wgsl.
+const chanbiasBwdWG = 64
 
 // channelBiasBackwardOp records chanbias_bwd.wgsl: dtb[i·c_count + c] = Σ_pos dy[i, c, pos].
 func (d *Device) channelBiasBackwardOp(dtb, dy *Buffer, n, c, hw int) (*op, error) {
@@ -123,7 +127,8 @@ func (d *Device) channelBiasBackwardOp(dtb, dy *Buffer, n, c, hw int) (*op, erro
 	if err != nil {
 		return nil, err
 	}
-	g, err := grid1(n * c)
+	// One invocation per channel row (chanbias_bwd.wgsl, workgroups of chanbiasBwdWG).
+	g, err := grid1((n*c + chanbiasBwdWG - 1) / chanbiasBwdWG)
 	if err != nil {
 		return nil, err
 	}

@@ -121,20 +121,23 @@ func TestChannelKernelsFolded(t *testing.T) {
 	r := rand.New(rand.NewPCG(rand.Uint64(), 42))
 	old := maxGroupsPerDim
 	defer func() { maxGroupsPerDim = old }()
-	n, ca, cb, hw := 3, 3, 2, 150 // concat: 9 workgroups of 256; bias backward: 15 workgroups
-	a, b, dy := normals(r, n*ca*hw, 1), normals(r, n*cb*hw, 1), normals(r, n*(ca+cb)*hw, 1)
-	y, dtb := alloc(t, d, n*(ca+cb)*hw), alloc(t, d, n*(ca+cb))
-	maxGroupsPerDim = 4 // 9 → 4×3 and 15 → 4×4 workgroups, both with overhang
+	// concat: a workgroup per (image, channel) row of 150 values, 9 for a; bias backward: an
+	// invocation per row, 300 rows in 5 workgroups of 64.
+	n, ca, cb, hw := 3, 3, 2, 150
+	bc, bhw := 100, 7
+	a, b, dy := normals(r, n*ca*hw, 1), normals(r, n*cb*hw, 1), normals(r, n*bc*bhw, 1)
+	y, dtb := alloc(t, d, n*(ca+cb)*hw), alloc(t, d, n*bc)
+	maxGroupsPerDim = 4 // 9 → 4×3 and 5 → 4×2 workgroups, both with overhang
 	if err := d.Concat(y, upload(t, d, a), upload(t, d, b), n, ca, cb, hw); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.ChannelBiasBackward(dtb, upload(t, d, dy), n, ca+cb, hw); err != nil {
+	if err := d.ChannelBiasBackward(dtb, upload(t, d, dy), n, bc, bhw); err != nil {
 		t.Fatal(err)
 	}
 	maxGroupsPerDim = old
 	checkRel(t, d, "folded channels", []relCase{
 		{"concat", y, concatRef(f64s(a), f64s(b), n, ca, cb, hw), 1e-30},
-		{"channel bias backward", dtb, channelBiasBackwardRef(f64s(dy), n*(ca+cb), hw), 1e-5},
+		{"channel bias backward", dtb, channelBiasBackwardRef(f64s(dy), n*bc, bhw), 1e-5},
 	})
 }
 

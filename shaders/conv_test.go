@@ -179,6 +179,111 @@ func TestConvKernels(t *testing.T) {
 	}
 }
 
+// TestConvTiles runs the tiled kernels of both adapter families (the software tiles with 2×2
+// register sub-blocks and the GPU tiles with one, whichever adapter the tests have) on fresh random
+// inputs against the float64 references, at shapes that cut every tile short: channel counts that
+// are no multiple of a tile or of a staged chunk (several channel tiles and chunks, 3 channels for
+// the narrow tile), k = 1 and 3, batches > 1, H ≠ W, images smaller than a pixel tile (tiles span
+// images), and the weight gradient with and without split pixel ranges. Tolerances as in
+// TestConvKernels: y and dx 1e-5, dW and db 1e-4 relative to the largest reference value.
+func TestConvTiles(t *testing.T) {
+	d := gpu(t)
+	r := rand.New(rand.NewPCG(rand.Uint64(), 12))
+	defer func() { convTileKind = 0 }()
+	shapes := []struct{ n, cin, cout, h, w, k int }{
+		{2, 37, 70, 9, 6, 3},  // 70 outputs: 3 channel tiles of 32; 37 inputs: 3 staged chunks
+		{3, 70, 37, 5, 11, 1}, // the transposed shape, 1×1; dW in 2 pixel splits
+		{1, 20, 3, 17, 13, 3}, // the narrow tile (3 of 8 channels)
+		{5, 9, 33, 4, 4, 3},   // 16-pixel images: a pixel tile spans 8 (or 4) of them
+		{2, 8, 8, 32, 32, 1},  // dW in 16 pixel splits
+		{1, 130, 66, 3, 5, 3}, // 130 input channels: 5 channel tiles of 32 in dx, 9 chunks in y
+		{3, 3, 16, 6, 10, 3},  // dW: 9 taps of 3 channels packed into one 64-column tile
+		{2, 16, 16, 8, 8, 3},  // dW: 2 taps of 16 channels a 32-column tile, the last tile half empty
+	}
+	for _, kind := range []int{1, 2} {
+		convTileKind = kind
+		for _, s := range shapes {
+			nx, ny, nw := s.n*s.cin*s.h*s.w, s.n*s.cout*s.h*s.w, s.cout*s.cin*s.k*s.k
+			x, w, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, s.cout, 1), normals(r, ny, 1)
+			yRef := convRef(f64s(x), f64s(w), f64s(b), s.n, s.cin, s.cout, s.h, s.w, s.k)
+			dxRef, dwRef, dbRef := convBackwardRef(f64s(dy), f64s(x), f64s(w), s.n, s.cin, s.cout, s.h, s.w, s.k)
+			xb, wb, bb, dyb := upload(t, d, x), upload(t, d, w), upload(t, d, b), upload(t, d, dy)
+			yb, dxb, dwb, dbb := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, s.cout)
+			if err := d.Conv(yb, xb, wb, bb, s.n, s.cin, s.cout, s.h, s.w, s.k); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.ConvBackwardData(dxb, dyb, wb, s.n, s.cin, s.cout, s.h, s.w, s.k); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.ConvBackwardWeights(dwb, dbb, dyb, xb, s.n, s.cin, s.cout, s.h, s.w, s.k); err != nil {
+				t.Fatal(err)
+			}
+			wt := d.pickWeightTile(s.cout, s.cin, s.k)
+			splits, _ := convWeightSplits(s.n*s.h*s.w, (s.cout+wt.bm-1)/wt.bm*((s.k*s.k*wt.cpad+wt.bn-1)/wt.bn), wt.bk)
+			checkRel(t, d, fmt.Sprintf("tiles %d: conv %v (fwd %s, dx %s, dW %dx%d/%dx%d, tap stride %d, in %d splits)", kind, s,
+				d.pickConvTile(s.cout).name, d.pickConvTile(s.cin).name, wt.bm, wt.bn, wt.sbm, wt.sbn, wt.cpad, splits), []relCase{
+				{"y", yb, yRef, 1e-5},
+				{"dx", dxb, dxRef, 1e-5},
+				{"dW", dwb, dwRef, 1e-4},
+				{"db", dbb, dbRef, 1e-4},
+			})
+		}
+	}
+}
+
+// TestConvAddedTerms checks conv.wgsl's optional epilogue terms, the time bias t[n·cout + co] and the
+// residual r, alone and together, with both tile families, on images smaller than a pixel tile (a
+// tile's pixels belong to several images, each with its own t), against the float64 reference plus
+// the terms. Tolerance 1e-5 relative to the largest reference value, as for y in TestConvKernels.
+func TestConvAddedTerms(t *testing.T) {
+	d := gpu(t)
+	r := rand.New(rand.NewPCG(rand.Uint64(), 13))
+	defer func() { convTileKind = 0 }()
+	n, cin, cout, h, w, k := 5, 6, 19, 4, 3, 3
+	nx, ny, nw := n*cin*h*w, n*cout*h*w, cout*cin*k*k
+	x, wt, b, tb, res := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, cout, 1), normals(r, n*cout, 1), normals(r, ny, 1)
+	base := convRef(f64s(x), f64s(wt), f64s(b), n, cin, cout, h, w, k)
+	xb, wb, bb, tbb, rb := upload(t, d, x), upload(t, d, wt), upload(t, d, b), upload(t, d, tb), upload(t, d, res)
+	for _, kind := range []int{1, 2} {
+		convTileKind = kind
+		for _, c := range []struct {
+			name       string
+			tb, res    *Buffer
+			addT, addR bool
+		}{{"time bias", tbb, nil, true, false}, {"residual", nil, rb, false, true}, {"both", tbb, rb, true, true}} {
+			want := append([]float64(nil), base...)
+			for i := range want {
+				img, co := i/(cout*h*w), i/(h*w)%cout
+				if c.addT {
+					want[i] += float64(tb[img*cout+co])
+				}
+				if c.addR {
+					want[i] += float64(res[i])
+				}
+			}
+			y := alloc(t, d, ny)
+			err := d.scoped("test", func() error {
+				o, err := d.convOp(y, xb, wb, bb, c.tb, c.res, n, cin, cout, h, w, k)
+				if err != nil {
+					return err
+				}
+				return d.runOne(o)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRel(t, d, fmt.Sprintf("tiles %d: conv + %s", kind, c.name), []relCase{{"y", y, want, 1e-5}})
+		}
+	}
+	// A wrong-sized term is an error, not a silent out-of-range read.
+	if _, err := d.convOp(alloc(t, d, ny), xb, wb, bb, alloc(t, d, n*cout-1), nil, n, cin, cout, h, w, k); err == nil {
+		t.Error("short time bias: no error")
+	}
+	if _, err := d.convOp(alloc(t, d, ny), xb, wb, bb, nil, alloc(t, d, ny-1), n, cin, cout, h, w, k); err == nil {
+		t.Error("short residual: no error")
+	}
+}
+
 func TestConvErrors(t *testing.T) {
 	d := gpu(t)
 	x, w, b, y := alloc(t, d, 2*3*4*4), alloc(t, d, 5*3*9), alloc(t, d, 5), alloc(t, d, 2*5*4*4)
@@ -233,24 +338,20 @@ func TestImageKernelsFolded(t *testing.T) {
 		}
 	}
 	const up = imageWG
-	{ // conv: 1×2→5 channels, 40×40. Workgroups: forward 2 channel blocks × 1600 pixels / 256 = 13,
-		// backward-data 1 block × 1600 / 256 = 7, backward-weights 5·2 pairs + 5 biases = 15; all fold
-		// with overhang.
+	{ // conv: 1×2→5 channels, 40×40: forward and backward-data each have one channel tile and
+		// ⌈1600/128⌉ = 13 (software tiles) or 25 pixel tiles, which fold over y and z with overhang.
+		// (conv_bwd_weights.wgsl's grid, tiles × taps × splits, stays far below the limit: not folded.)
 		n, cin, cout, h, w := 1, 2, 5, 40, 40
 		nx, ny, nw := n*cin*h*w, n*cout*h*w, cout*cin*9
-		blocks := func(c int) int { return (c + convBlock - 1) / convBlock }
+		tiles := func(c int) int { return (n*h*w + d.pickConvTile(c).bn - 1) / d.pickConvTile(c).bn }
 		x, wt, b, dy := normals(r, nx, 1), normals(r, nw, 0.5), normals(r, cout, 1), normals(r, ny, 1)
 		xb, wb, bb, dyb := upload(t, d, x), upload(t, d, wt), upload(t, d, b), upload(t, d, dy)
-		y, dx, dw, db := alloc(t, d, ny), alloc(t, d, nx), alloc(t, d, nw), alloc(t, d, cout)
-		dxRef, dwRef, dbRef := convBackwardRef(f64s(dy), f64s(x), f64s(wt), n, cin, cout, h, w, 3)
-		check("conv", (n*blocks(cout)*h*w+up-1)/up, func() error { return d.Conv(y, xb, wb, bb, n, cin, cout, h, w, 3) },
+		y, dx := alloc(t, d, ny), alloc(t, d, nx)
+		dxRef, _, _ := convBackwardRef(f64s(dy), f64s(x), f64s(wt), n, cin, cout, h, w, 3)
+		check("conv", tiles(cout), func() error { return d.Conv(y, xb, wb, bb, n, cin, cout, h, w, 3) },
 			y, convRef(f64s(x), f64s(wt), f64s(b), n, cin, cout, h, w, 3), 1e-5)
-		check("conv dx", (n*blocks(cin)*h*w+up-1)/up, func() error { return d.ConvBackwardData(dx, dyb, wb, n, cin, cout, h, w, 3) },
+		check("conv dx", tiles(cin), func() error { return d.ConvBackwardData(dx, dyb, wb, n, cin, cout, h, w, 3) },
 			dx, dxRef, 1e-5)
-		check("conv dW", cout*cin+cout, func() error { return d.ConvBackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w, 3) },
-			dw, dwRef, 1e-4)
-		check("conv db", cout*cin+cout, func() error { return d.ConvBackwardWeights(dw, db, dyb, xb, n, cin, cout, h, w, 3) },
-			db, dbRef, 1e-4)
 	}
 	{ // group norm: 5 samples, 6 channels in 3 groups
 		n, c, h, w, groups := 5, 6, 3, 3, 3

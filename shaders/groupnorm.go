@@ -27,8 +27,8 @@ func groupNormShape(what string, n, c, height, width, groups int) (nx, nstat int
 	return nx, n * groups, nil
 }
 
-// groupNormOp records groupnorm.wgsl.
-func (d *Device) groupNormOp(y, mean, rstd, x, gamma, beta *Buffer, n, c, height, width, groups int, eps float32) (*op, error) {
+// groupNormOp records groupnorm.wgsl: y = GN(x), or SiLU(GN(x)) when silu.
+func (d *Device) groupNormOp(y, mean, rstd, x, gamma, beta *Buffer, n, c, height, width, groups int, eps float32, silu bool) (*op, error) {
 	nx, nstat, err := groupNormShape("group norm", n, c, height, width, groups)
 	if err != nil {
 		return nil, err
@@ -50,29 +50,46 @@ func (d *Device) groupNormOp(y, mean, rstd, x, gamma, beta *Buffer, n, c, height
 	if err != nil {
 		return nil, err
 	}
-	u := uniform{}.u32(n).u32(c).u32(height * width).u32(groups).f32(eps).bytes()
+	u := uniform{}.u32(n).u32(c).u32(height * width).u32(groups).f32(eps).u32(boolInt(silu)).bytes()
 	return d.newOp(k, u, []*Buffer{x, gamma, beta, y, mean, rstd}, g)
 }
 
-// groupNormBackwardOps records groupnorm_bwd_data.wgsl and groupnorm_bwd_params.wgsl.
-func (d *Device) groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, mean, rstd *Buffer, n, c, height, width, groups int) ([]*op, error) {
+// boolInt is 1 for true, 0 for false (a kernel's u32 switch).
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// groupNormBackwardOps records groupnorm_bwd_data.wgsl and groupnorm_bwd_params.wgsl. With silu, dy
+// is the gradient of SiLU(GN(x)) (groupNormOp with silu) and the SiLU derivative is applied on the
+// way (it needs beta); without, beta is not read. The per-(sample, channel) partial sums between
+// the two kernels live in a scratch buffer the first op owns.
+func (d *Device) groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, beta, mean, rstd *Buffer, n, c, height, width, groups int, silu bool) ([]*op, error) {
 	nx, nstat, err := groupNormShape("group norm backward", n, c, height, width, groups)
 	if err != nil {
 		return nil, err
 	}
+	if beta == nil && !silu {
+		beta = gamma // bound, never read
+	}
 	if err := d.checkImageBufs(imageBuf{dx, "group norm dx", nx}, imageBuf{dgamma, "group norm dgamma", c},
 		imageBuf{dbeta, "group norm dbeta", c}, imageBuf{dy, "group norm dy", nx}, imageBuf{x, "group norm x", nx},
-		imageBuf{gamma, "group norm gamma", c}, imageBuf{mean, "group norm mean", nstat},
-		imageBuf{rstd, "group norm rstd", nstat}); err != nil {
+		imageBuf{gamma, "group norm gamma", c}, imageBuf{beta, "group norm beta", c},
+		imageBuf{mean, "group norm mean", nstat}, imageBuf{rstd, "group norm rstd", nstat}); err != nil {
 		return nil, err
 	}
+	if dgamma == dbeta {
+		return nil, fmt.Errorf("shaders: group norm backward: dgamma and dbeta must be different buffers")
+	}
 	kd, err := d.kernel("groupnorm_bwd_data", groupnormBwdDataWGSL,
-		[]bindKind{bindUniform, bindRead, bindRead, bindRead, bindRead, bindRead, bindWrite})
+		[]bindKind{bindUniform, bindRead, bindRead, bindRead, bindRead, bindRead, bindRead, bindWrite, bindWrite})
 	if err != nil {
 		return nil, err
 	}
 	kp, err := d.kernel("groupnorm_bwd_params", groupnormBwdParamsWGSL,
-		[]bindKind{bindUniform, bindRead, bindRead, bindRead, bindRead, bindWrite, bindWrite})
+		[]bindKind{bindUniform, bindRead, bindWrite, bindWrite})
 	if err != nil {
 		return nil, err
 	}
@@ -80,22 +97,31 @@ func (d *Device) groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, mean, rst
 	if err != nil {
 		return nil, err
 	}
-	gp, err := grid1(c)
+	gp, err := grid1((c + groupNormWG - 1) / groupNormWG)
 	if err != nil {
 		return nil, err
 	}
-	u := uniform{}.u32(n).u32(c).u32(height * width).u32(groups).bytes()
-	od, err := d.newOp(kd, u, []*Buffer{dy, x, gamma, mean, rstd, dx}, gd)
+	part, err := d.NewBuffer(2 * n * c)
 	if err != nil {
 		return nil, err
 	}
-	opar, err := d.newOp(kp, u, []*Buffer{dy, x, mean, rstd, dgamma, dbeta}, gp)
+	u := uniform{}.u32(n).u32(c).u32(height * width).u32(groups).u32(boolInt(silu)).bytes()
+	od, err := d.newOp(kd, u, []*Buffer{dy, x, gamma, beta, mean, rstd, dx, part}, gd)
+	if err != nil {
+		part.Destroy()
+		return nil, err
+	}
+	od.owned = []*Buffer{part}
+	opar, err := d.newOp(kp, uniform{}.u32(n).u32(c).bytes(), []*Buffer{part, dgamma, dbeta}, gp)
 	if err != nil {
 		od.release()
 		return nil, err
 	}
 	return []*op{od, opar}, nil
 }
+
+// groupNormWG is the workgroup size of groupnorm_bwd_params.wgsl (one invocation per channel).
+const groupNormWG = 64
 
 // runImageOps records ops in one batch, in order, submits it and frees the ops' uniforms.
 func (d *Device) runImageOps(ops []*op) error {
@@ -121,7 +147,7 @@ func (d *Device) runImageOps(ops []*op) error {
 // c must be a multiple of groups and eps positive.
 func (d *Device) GroupNorm(y, mean, rstd, x, gamma, beta *Buffer, n, c, height, width, groups int, eps float32) error {
 	return d.scoped("group norm", func() error {
-		o, err := d.groupNormOp(y, mean, rstd, x, gamma, beta, n, c, height, width, groups, eps)
+		o, err := d.groupNormOp(y, mean, rstd, x, gamma, beta, n, c, height, width, groups, eps, false)
 		if err != nil {
 			return err
 		}
@@ -135,7 +161,7 @@ func (d *Device) GroupNorm(y, mean, rstd, x, gamma, beta *Buffer, n, c, height, 
 // dbeta = Σ_{n,h,w} dy (c each; overwritten, not accumulated; deterministic sums).
 func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd *Buffer, n, c, height, width, groups int) error {
 	return d.scoped("group norm backward", func() error {
-		ops, err := d.groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, n, c, height, width, groups)
+		ops, err := d.groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, nil, mean, rstd, n, c, height, width, groups, false)
 		if err != nil {
 			return err
 		}

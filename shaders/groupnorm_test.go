@@ -139,3 +139,54 @@ func TestGroupNormErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupNormSiLUKernels checks the fused GN → SiLU pair the U-Net uses (groupNormOp and
+// groupNormBackwardOps with silu) on fresh random inputs against the float64 references composed
+// by the chain rule (s = SiLU(GN(x)); da = siluBackwardRef(ds, GN(x)), then groupNormBackwardRef on
+// da), at group widths of more than one round of CB = 8 channels (12 and 24), positions per channel
+// that are no multiple of the 64 invocations and fewer than them, and batches > 1. Tolerances as in
+// TestGroupNormKernels: s 1e-5, gradients 1e-4, relative to the largest reference value.
+func TestGroupNormSiLUKernels(t *testing.T) {
+	d := gpu(t)
+	r := rand.New(rand.NewPCG(rand.Uint64(), 5))
+	const eps = 1e-5
+	for _, s := range []struct{ n, c, h, w, groups int }{
+		{2, 24, 7, 9, 2},   // 12 channels a group (2 rounds, the second partial), 63 positions
+		{3, 48, 4, 5, 2},   // 24 channels a group (3 full rounds), 20 positions
+		{1, 16, 10, 10, 8}, // 2 channels a group, 100 positions
+	} {
+		nx, hw, nstat := s.n*s.c*s.h*s.w, s.h*s.w, s.n*s.groups
+		x := uniforms(r, nx, -1, 3)
+		gamma, beta, ds := uniforms(r, s.c, 0.5, 1.5), normals(r, s.c, 1), normals(r, nx, 1)
+		aRef, meanRef, rstdRef := groupNormRef(f64s(x), f64s(gamma), f64s(beta), s.n, s.c, hw, s.groups, eps)
+		daRef := siluBackwardRef(f64s(ds), aRef)
+		dxRef, dgRef, dbRef := groupNormBackwardRef(daRef, f64s(x), f64s(gamma), s.n, s.c, hw, s.groups, eps)
+
+		xb, gb, bb, dsb := upload(t, d, x), upload(t, d, gamma), upload(t, d, beta), upload(t, d, ds)
+		sb, mb, rb := alloc(t, d, nx), alloc(t, d, nstat), alloc(t, d, nstat)
+		dxb, dgb, dbb := alloc(t, d, nx), alloc(t, d, s.c), alloc(t, d, s.c)
+		err := d.scoped("test", func() error {
+			o, err := d.groupNormOp(sb, mb, rb, xb, gb, bb, s.n, s.c, s.h, s.w, s.groups, eps, true)
+			if err != nil {
+				return err
+			}
+			ops, err := d.groupNormBackwardOps(dxb, dgb, dbb, dsb, xb, gb, bb, mb, rb, s.n, s.c, s.h, s.w, s.groups, true)
+			if err != nil {
+				o.release()
+				return err
+			}
+			return d.runAll(append([]*op{o}, ops...))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRel(t, d, fmt.Sprintf("group norm + SiLU %v", s), []relCase{
+			{"s", sb, siluRef(aRef), 1e-5},
+			{"mean", mb, meanRef, 1e-5},
+			{"rstd", rb, rstdRef, 1e-5},
+			{"dx", dxb, dxRef, 1e-4},
+			{"dgamma", dgb, dgRef, 1e-4},
+			{"dbeta", dbb, dbRef, 1e-4},
+		})
+	}
+}

@@ -134,6 +134,7 @@ type op struct {
 	uni    *wgpu.Buffer
 	bg     *wgpu.BindGroup
 	groups [3]uint32
+	owned  []*Buffer // scratch buffers only this op's recording uses, destroyed with it
 }
 
 // newOp binds bufs (in the kernel's order after the uniform) and writes the uniform.
@@ -194,7 +195,10 @@ func (o *op) release() {
 		o.uni.Destroy()
 		o.uni.Release()
 	}
-	o.bg, o.uni = nil, nil
+	for _, b := range o.owned {
+		b.Destroy()
+	}
+	o.bg, o.uni, o.owned = nil, nil, nil
 }
 
 // batch records dispatches and copies into one command encoder, submitted at once: WebGPU orders
@@ -299,6 +303,23 @@ func (d *Device) runOne(o *op) (err error) {
 		return err
 	}
 	b.run(o)
+	return b.submit()
+}
+
+// runAll records ops in one fresh batch, submits it and frees the ops after the work is queued.
+func (d *Device) runAll(ops []*op) (err error) {
+	defer func() {
+		for _, o := range ops {
+			o.release()
+		}
+	}()
+	b, err := d.begin()
+	if err != nil {
+		return err
+	}
+	for _, o := range ops {
+		b.run(o)
+	}
 	return b.submit()
 }
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/cogentcore/webgpu/wgpu"
+
 	"asbm/model"
 	"asbm/weights"
 )
@@ -98,6 +100,7 @@ type Trainer struct {
 	norms  *Buffer
 	scale  *Buffer // the clip factor of the current step
 	loss   *Buffer
+	lossSt *wgpu.Buffer // the loss's readback staging buffer, reused every step
 	step   int
 	plans  map[int]*trainPlan
 	cur    *GPUNet // forward views over p and ema (they do not own the buffers)
@@ -150,6 +153,9 @@ func NewTrainer(d *Device, m *model.Net, cfg AdamW) (*Trainer, error) {
 		if tm.loss, err = d.NewBuffer(1); err != nil {
 			return err
 		}
+		if tm.lossSt, err = d.newStaging(tm.loss.bytes()); err != nil {
+			return err
+		}
 		for i := range names {
 			o, err := d.adamwOp(tm.g[i], tm.scale, tm.p[i], tm.m[i], tm.v[i], tm.ema[i], tm.sizes[i], cfg)
 			if err != nil {
@@ -197,6 +203,11 @@ func (tm *Trainer) Close() {
 	for _, o := range tm.adam {
 		o.release()
 	}
+	if tm.lossSt != nil && !tm.d.closed {
+		tm.lossSt.Destroy()
+		tm.lossSt.Release()
+	}
+	tm.lossSt = nil
 	for _, bs := range [][]*Buffer{tm.p, tm.g, tm.m, tm.v, tm.ema, {tm.norms, tm.scale, tm.loss}} {
 		for _, b := range bs {
 			b.Destroy()
@@ -427,7 +438,7 @@ func (tm *Trainer) Step(t, x, w, y []float32) (float32, error) {
 			return err
 		}
 		tm.step = step
-		v, err := tm.d.Read(tm.loss)
+		v, err := tm.d.readVia(tm.loss, tm.lossSt)
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ func (tm *Trainer) unetPasses(b *planBuilder, p *trainPlan) (out *Buffer, backwa
 	w.add(d.timefeatOp(feat, p.t, p.t, n, 0, a.Fourier, 1, 0))
 	c := w.steps[0]
 	h0 := w.get(n * c.Out * c.H * c.W)
-	w.add(d.convOp(h0, p.x, w.P("in.w"), w.P("in.b"), n, c.In, c.Out, c.H, c.W, 3))
+	w.add(d.convOp(h0, p.x, w.P("in.w"), w.P("in.b"), nil, nil, n, c.In, c.Out, c.H, c.W, 3))
 	w.timeEmbedding(feat)
 	return w.forward(h0), w.backward
 }
@@ -48,11 +48,11 @@ func (w *unetWalk) backward(dout *Buffer) {
 		sv := &w.saved[i]
 		switch op.Kind {
 		case model.OpOut:
-			w.add(d.convBackwardWeightsOp(w.G("out.w"), w.G("out.b"), dh, sv.s1, n, op.In, op.Out, op.H, op.W, 3))
+			w.addAll(d.convBackwardWeightsOps(w.G("out.w"), w.G("out.b"), dh, sv.s1, n, op.In, op.Out, op.H, op.W, 3))
 			ds := w.get(n * op.In * hw)
 			w.add(d.convBackwardDataOp(ds, dh, w.P("out.w"), n, op.In, op.Out, op.H, op.W, 3))
 			w.put(dh)
-			dh = w.gnSiLUBackward(ds, sv.a1, sv.x, sv.m1, sv.rs1, "out.gn", op.In, op)
+			dh = w.gnSiLUBackward(ds, sv.x, sv.m1, sv.rs1, "out.gn", op.In, op)
 		case model.OpUp:
 			dx := w.get(n * op.In * hw)
 			w.add(d.resampleOp(resampleUpBackward, dx, dh, n, op.In, op.H, op.W))
@@ -78,25 +78,22 @@ func (w *unetWalk) backward(dout *Buffer) {
 			w.add(d.addOp(dh, ds, n*op.In*hw))
 			w.put(ds)
 		case model.OpConvIn:
-			w.add(d.convBackwardWeightsOp(w.G("in.w"), w.G("in.b"), dh, w.input, n, op.In, op.Out, op.H, op.W, 3))
+			w.addAll(d.convBackwardWeightsOps(w.G("in.w"), w.G("in.b"), dh, w.input, n, op.In, op.Out, op.H, op.W, 3))
 			w.put(dh)
 		}
 	}
 	w.timeEmbeddingBackward()
 }
 
-// gnSiLUBackward records the gradient through s = SiLU(a), a = GN(x; prefix.g, prefix.b) given
-// ds = ∂L/∂s (recycled), writing the group norm's parameter gradients, and returns ∂L/∂x.
-func (w *unetWalk) gnSiLUBackward(ds, a, x, mean, rstd *Buffer, prefix string, c int, op model.UNetOp) *Buffer {
+// gnSiLUBackward records the gradient through s = SiLU(GN(x; prefix.g, prefix.b)) given ds = ∂L/∂s
+// (recycled), writing the group norm's parameter gradients, and returns ∂L/∂x; the kernels recompute
+// GN(x) from x and the saved statistics and apply the SiLU derivative on the way.
+func (w *unetWalk) gnSiLUBackward(ds, x, mean, rstd *Buffer, prefix string, c int, op model.UNetOp) *Buffer {
 	d, n := w.d, w.n
-	size := n * c * op.H * op.W
-	da := w.get(size)
-	w.add(d.siluOp(da, ds, a, size))
+	dx := w.get(n * c * op.H * op.W)
+	w.addAll(d.groupNormBackwardOps(dx, w.G(prefix+".g"), w.G(prefix+".b"), ds, x, w.P(prefix+".g"), w.P(prefix+".b"),
+		mean, rstd, n, c, op.H, op.W, w.a.Groups, true))
 	w.put(ds)
-	dx := w.get(size)
-	w.addAll(d.groupNormBackwardOps(dx, w.G(prefix+".g"), w.G(prefix+".b"), da, x, w.P(prefix+".g"), mean, rstd,
-		n, c, op.H, op.W, w.a.Groups))
-	w.put(da)
 	return dx
 }
 
@@ -110,15 +107,15 @@ func (w *unetWalk) resBlockBackward(i int, op model.UNetOp, dy *Buffer) *Buffer 
 	// y = r2 + skip(x): the skip's gradients.
 	var dxs *Buffer
 	if op.In != op.Out {
-		w.add(d.convBackwardWeightsOp(w.G(p+"skip.w"), w.G(p+"skip.b"), dy, sv.x, n, op.In, op.Out, op.H, op.W, 1))
+		w.addAll(d.convBackwardWeightsOps(w.G(p+"skip.w"), w.G(p+"skip.b"), dy, sv.x, n, op.In, op.Out, op.H, op.W, 1))
 		dxs = w.get(nIn)
 		w.add(d.convBackwardDataOp(dxs, dy, w.P(p+"skip.w"), n, op.In, op.Out, op.H, op.W, 1))
 	}
 	// r2 = conv2(SiLU(GN2(r1))).
-	w.add(d.convBackwardWeightsOp(w.G(p+"conv2.w"), w.G(p+"conv2.b"), dy, sv.s2, n, op.Out, op.Out, op.H, op.W, 3))
+	w.addAll(d.convBackwardWeightsOps(w.G(p+"conv2.w"), w.G(p+"conv2.b"), dy, sv.s2, n, op.Out, op.Out, op.H, op.W, 3))
 	ds2 := w.get(nOut)
 	w.add(d.convBackwardDataOp(ds2, dy, w.P(p+"conv2.w"), n, op.Out, op.Out, op.H, op.W, 3))
-	dr1 := w.gnSiLUBackward(ds2, sv.a2, sv.r1, sv.m2, sv.rs2, p+"gn2", op.Out, op)
+	dr1 := w.gnSiLUBackward(ds2, sv.r1, sv.m2, sv.rs2, p+"gn2", op.Out, op)
 	// r1 = conv1(SiLU(GN1(x))) + tb, tb = e·temb.w + temb.b broadcast over H×W.
 	dtb := w.get(n * op.Out)
 	w.add(d.channelBiasBackwardOp(dtb, dr1, n, op.Out, hw))
@@ -126,11 +123,11 @@ func (w *unetWalk) resBlockBackward(i int, op model.UNetOp, dy *Buffer) *Buffer 
 	w.add(d.linearDBOp(w.G(p+"temb.b"), dtb, n, op.Out))
 	w.accumulateDE(dtb, w.P(p+"temb.w"), op.Out)
 	w.put(dtb)
-	w.add(d.convBackwardWeightsOp(w.G(p+"conv1.w"), w.G(p+"conv1.b"), dr1, sv.s1, n, op.In, op.Out, op.H, op.W, 3))
+	w.addAll(d.convBackwardWeightsOps(w.G(p+"conv1.w"), w.G(p+"conv1.b"), dr1, sv.s1, n, op.In, op.Out, op.H, op.W, 3))
 	ds1 := w.get(nIn)
 	w.add(d.convBackwardDataOp(ds1, dr1, w.P(p+"conv1.w"), n, op.In, op.Out, op.H, op.W, 3))
 	w.put(dr1)
-	dx := w.gnSiLUBackward(ds1, sv.a1, sv.x, sv.m1, sv.rs1, p+"gn1", op.In, op)
+	dx := w.gnSiLUBackward(ds1, sv.x, sv.m1, sv.rs1, p+"gn1", op.In, op)
 	if dxs != nil {
 		w.add(d.addOp(dx, dxs, nIn))
 		w.put(dxs)

@@ -105,11 +105,12 @@ type unetWalk struct {
 	de               *Buffer // training: ∂L/∂e, summed over the blocks
 }
 
-// unetSaved is what a training forward keeps of one op (model.OpRes; model.OpOut uses x, a1, s1, m1, rs1):
-// the block input x, GN outputs a, SiLU outputs s, conv1 + time bias output r1, GN statistics.
+// unetSaved is what a training forward keeps of one op (model.OpRes; model.OpOut uses x, s1, m1, rs1):
+// the block input x, the GN → SiLU outputs s, conv1 + time bias output r1, GN statistics (the GN
+// outputs before SiLU are recomputed by the backward, groupnorm_bwd_data.wgsl).
 type unetSaved struct {
-	x, a1, s1, r1, a2, s2 *Buffer
-	m1, rs1, m2, rs2      *Buffer
+	x, s1, r1, s2    *Buffer
+	m1, rs1, m2, rs2 *Buffer
 }
 
 func newUNetWalk(b *planBuilder, a weights.Arch, n int, param func(string) *Buffer) *unetWalk {
@@ -154,16 +155,14 @@ func (w *unetWalk) timeEmbedding(feat *Buffer) {
 	w.add(d.siluOp(w.e, nil, w.z2, n*T))
 }
 
-// gnSiLU records a = GN(x; prefix.g, prefix.b), s = SiLU(a) over c channels of hw values; a and the
-// statistics are returned for the training backward (and recycled by the caller otherwise).
-func (w *unetWalk) gnSiLU(x *Buffer, prefix string, c int, op model.UNetOp) (a, s, mean, rstd *Buffer) {
+// gnSiLU records s = SiLU(GN(x; prefix.g, prefix.b)) over c channels of hw values in one kernel; s and
+// the statistics are returned for the training backward (and recycled by the caller otherwise).
+func (w *unetWalk) gnSiLU(x *Buffer, prefix string, c int, op model.UNetOp) (s, mean, rstd *Buffer) {
 	d, n := w.d, w.n
-	size := n * c * op.H * op.W
-	a, mean, rstd = w.get(size), w.get(n*w.a.Groups), w.get(n*w.a.Groups)
-	w.add(d.groupNormOp(a, mean, rstd, x, w.P(prefix+".g"), w.P(prefix+".b"), n, c, op.H, op.W, w.a.Groups, model.GroupNormEps))
-	s = w.get(size)
-	w.add(d.siluOp(s, nil, a, size))
-	return a, s, mean, rstd
+	s, mean, rstd = w.get(n*c*op.H*op.W), w.get(n*w.a.Groups), w.get(n*w.a.Groups)
+	w.add(d.groupNormOp(s, mean, rstd, x, w.P(prefix+".g"), w.P(prefix+".b"), n, c, op.H, op.W, w.a.Groups,
+		model.GroupNormEps, true))
+	return s, mean, rstd
 }
 
 // resBlock records one residual block (unet.go) on x and returns its output; x is left to the
@@ -174,29 +173,27 @@ func (w *unetWalk) resBlock(i int, op model.UNetOp, x *Buffer) *Buffer {
 	nOut := n * op.Out * hw
 	sv := &w.saved[i]
 	sv.x = x
-	// r1 = conv3x3(SiLU(GN1(x))) + (e·temb.w + temb.b) broadcast over H×W.
-	sv.a1, sv.s1, sv.m1, sv.rs1 = w.gnSiLU(x, p+"gn1", op.In, op)
-	sv.r1 = w.get(nOut)
-	w.add(d.convOp(sv.r1, sv.s1, w.P(p+"conv1.w"), w.P(p+"conv1.b"), n, op.In, op.Out, op.H, op.W, 3))
-	w.put(sv.a1, sv.s1, sv.m1, sv.rs1)
+	// r1 = conv3x3(SiLU(GN1(x))) + tb, tb = e·temb.w + temb.b broadcast over H×W (added by the conv).
+	sv.s1, sv.m1, sv.rs1 = w.gnSiLU(x, p+"gn1", op.In, op)
 	tb := w.get(n * op.Out)
 	w.add(d.linearOp(pickTile(n, op.Out), tb, w.e, w.P(p+"temb.w"), w.P(p+"temb.b"), n, w.a.TimeEmb, op.Out, false))
-	w.add(d.channelBiasOp(sv.r1, tb, n, op.Out, hw))
-	w.put(tb)
-	// y = conv3x3(SiLU(GN2(r1))) + skip(x).
-	sv.a2, sv.s2, sv.m2, sv.rs2 = w.gnSiLU(sv.r1, p+"gn2", op.Out, op)
+	sv.r1 = w.get(nOut)
+	w.add(d.convOp(sv.r1, sv.s1, w.P(p+"conv1.w"), w.P(p+"conv1.b"), tb, nil, n, op.In, op.Out, op.H, op.W, 3))
+	w.put(sv.s1, sv.m1, sv.rs1, tb)
+	// y = conv3x3(SiLU(GN2(r1))) + skip(x), the skip added by the conv.
+	sv.s2, sv.m2, sv.rs2 = w.gnSiLU(sv.r1, p+"gn2", op.Out, op)
 	w.put(sv.r1)
-	y := w.get(nOut)
-	w.add(d.convOp(y, sv.s2, w.P(p+"conv2.w"), w.P(p+"conv2.b"), n, op.Out, op.Out, op.H, op.W, 3))
-	w.put(sv.a2, sv.s2, sv.m2, sv.rs2)
-	if op.In == op.Out {
-		w.add(d.addOp(y, x, nOut))
-		return y
+	skip := x
+	if op.In != op.Out {
+		skip = w.get(nOut)
+		w.add(d.convOp(skip, x, w.P(p+"skip.w"), w.P(p+"skip.b"), nil, nil, n, op.In, op.Out, op.H, op.W, 1))
 	}
-	sk := w.get(nOut)
-	w.add(d.convOp(sk, x, w.P(p+"skip.w"), w.P(p+"skip.b"), n, op.In, op.Out, op.H, op.W, 1))
-	w.add(d.addOp(y, sk, nOut))
-	w.put(sk)
+	y := w.get(nOut)
+	w.add(d.convOp(y, sv.s2, w.P(p+"conv2.w"), w.P(p+"conv2.b"), nil, skip, n, op.Out, op.Out, op.H, op.W, 3))
+	w.put(sv.s2, sv.m2, sv.rs2)
+	if skip != x {
+		w.put(skip)
+	}
 	return y
 }
 
@@ -248,10 +245,10 @@ func (w *unetWalk) forward(h0 *Buffer) *Buffer {
 			// out = conv3x3(SiLU(GN(h; out.gn))).
 			sv := &w.saved[i]
 			sv.x = h
-			sv.a1, sv.s1, sv.m1, sv.rs1 = w.gnSiLU(h, "out.gn", op.In, op)
+			sv.s1, sv.m1, sv.rs1 = w.gnSiLU(h, "out.gn", op.In, op)
 			out = w.get(n * op.Out * hw)
-			w.add(d.convOp(out, sv.s1, w.P("out.w"), w.P("out.b"), n, op.In, op.Out, op.H, op.W, 3))
-			w.put(sv.a1, sv.s1, sv.m1, sv.rs1)
+			w.add(d.convOp(out, sv.s1, w.P("out.w"), w.P("out.b"), nil, nil, n, op.In, op.Out, op.H, op.W, 3))
+			w.put(sv.s1, sv.m1, sv.rs1)
 			done(h)
 		}
 	}
@@ -300,7 +297,7 @@ func (p *unetPlan) encode(b *batch, x, t *Buffer, stride, offset int) error {
 		if err != nil {
 			return err
 		}
-		ci, err := d.convOp(p.h0, x, p.g.param("in.w"), p.g.param("in.b"), p.n, c.In, c.Out, c.H, c.W, 3)
+		ci, err := d.convOp(p.h0, x, p.g.param("in.w"), p.g.param("in.b"), nil, nil, p.n, c.In, c.Out, c.H, c.W, 3)
 		if err != nil {
 			tf.release()
 			return err

@@ -53,6 +53,15 @@ func TestHalfWeightSource(t *testing.T) {
 	for _, tl := range tiles {
 		srcs[tl.name] = tl.source()
 	}
+	for _, family := range convTiles {
+		for _, tl := range family {
+			src, err := tl.source(convWGSL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcs["conv"+tl.name] = src
+		}
+	}
 	for name, src := range srcs {
 		half, err := halfWeightSource(name, src)
 		if err != nil {
