@@ -206,10 +206,13 @@ test('NFE 8 (SDE and ODE) shows previews while sampling and matches backend samp
   }
   // The previews are drawn while the Go code runs: the page's event loop runs in between. A timer
   // ticking during a generate proves it (a frozen page would let it fire at most once at the end).
+  // The plain-Go kernels (simd: false) keep this generate long enough (about a second) for the
+  // pacer's 30 ms frames to matter; on the SIMD kernels the tiny model's 100 steps take only a few
+  // frames, and the same pacer runs either way.
   const ticks = await page.evaluate(async () => {
     let n = 0;
     const id = setInterval(() => { n++; }, 0);
-    await asbm.generate({ nfe: 100, seed: 1, n: 16, device: 'cpu', preview: 10 });
+    await asbm.generate({ nfe: 100, seed: 1, n: 16, device: 'cpu', preview: 10, simd: false });
     clearInterval(id);
     return n;
   });
