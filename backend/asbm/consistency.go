@@ -77,36 +77,18 @@ func Evolve(net Net, vp VP, x []float32, dim int, from, to float64, steps int, n
 		return fmt.Errorf("evolve: times %g → %g must lie in [0, 1]", from, to)
 	}
 	// Forward: X += [f + g²·net]Δ; backward: X −= [f − g²·net]Δ (Δ > 0 both ways).
-	dir, coef := 1.0, 1.0
+	dir := 1.0
 	if to < from {
-		dir, coef = -1, -1
+		dir = -1
 	}
 	h := (to - from) / float64(steps)
 	dt := math.Abs(h)
 	for lo := 0; lo < n; lo += consistencyChunk {
 		hi := min(lo+consistencyChunk, n)
 		xc := x[lo*dim : hi*dim]
-		t := make([]float32, hi-lo)
-		out := make([]float32, len(xc))
-		eps := make([]float32, len(xc))
+		t, out, eps := make([]float32, hi-lo), make([]float32, len(xc)), make([]float32, len(xc))
 		for k := 0; k < steps; k++ {
-			tk := from + float64(k)*h
-			if net != nil {
-				for i := range t {
-					t[i] = float32(tk)
-				}
-				net.Eval(t, xc, out)
-			}
-			noise.Fill(eps)
-			beta, g2 := vp.Beta(tk), vp.G2(tk)
-			sq := math.Sqrt(g2 * dt)
-			for i, xi := range xc {
-				drift := -0.5 * beta * float64(xi)
-				if net != nil {
-					drift += coef * g2 * float64(out[i])
-				}
-				xc[i] = float32(float64(xi) + dir*drift*dt + sq*float64(eps[i]))
-			}
+			eulerStep(net, vp, xc, t, out, eps, from+float64(k)*h, dt, dir, noise)
 		}
 	}
 	if !allFinite(x) {

@@ -56,22 +56,34 @@ func simulateChunk(u Net, vp VP, x []float32, m, dim, nfe int, noise *Noise) {
 		// torch.linspace(0, 1, nfe): t_k = k/(nfe−1); Δ_k = t_{k+1} − t_k.
 		tk := float64(k) / float64(steps)
 		dt := float64(k+1)/float64(steps) - tk
-		if u != nil {
-			for i := range t {
-				t[i] = float32(tk)
-			}
-			u.Eval(t, x, ctl)
+		eulerStep(u, vp, x, t, ctl, eps, tk, dt, 1, noise)
+	}
+}
+
+// eulerStep takes one Euler–Maruyama step of length dt at time tk in place on the rows of x, with t,
+// out and eps scratch of one entry per row, one per value and one per value:
+//
+//	x ← x + dir·[f(tk, x) + dir·g(tk)²·net(tk, x)]·dt + g(tk)√dt·ε,
+//
+// the controlled forward SDE for dir = 1 and the reverse-time SDE x ← x − [f − g²·net]dt + g√dt·ε
+// for dir = −1 (asbm.md §2.4, §3.3); net nil is the base. Simulate and Evolve share it, so the two
+// integrators are one formula (dir = 1 multiplies exactly, leaving Simulate's values unchanged).
+func eulerStep(net Net, vp VP, x, t, out, eps []float32, tk, dt, dir float64, noise *Noise) {
+	if net != nil {
+		for i := range t {
+			t[i] = float32(tk)
 		}
-		noise.Fill(eps)
-		beta, g2 := vp.Beta(tk), vp.G2(tk)
-		sq := math.Sqrt(g2 * dt)
-		for i, xi := range x {
-			drift := -0.5 * beta * float64(xi)
-			if u != nil {
-				drift += g2 * float64(ctl[i])
-			}
-			x[i] = float32(float64(xi) + drift*dt + sq*float64(eps[i]))
+		net.Eval(t, x, out)
+	}
+	noise.Fill(eps)
+	beta, g2 := vp.Beta(tk), vp.G2(tk)
+	sq := math.Sqrt(g2 * dt)
+	for i, xi := range x {
+		drift := -0.5 * beta * float64(xi)
+		if net != nil {
+			drift += dir * g2 * float64(out[i])
 		}
+		x[i] = float32(float64(xi) + dir*drift*dt + sq*float64(eps[i]))
 	}
 }
 
