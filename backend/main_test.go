@@ -45,6 +45,7 @@ func TestBadInputGivesOneLineAndExit2(t *testing.T) {
 		{[]string{"train", "--data", "emoji", "--size", "30"}, "divisible by 2^(levels−1)"},
 		{[]string{"train"}, "--data is required"},
 		{[]string{"train", "--data", "toy:moons", "--device", "tpu"}, "--device must be"},
+		{[]string{"train", "--data", "toy:moons", "--score-scale", "eps"}, "--score-scale is sigma or raw"},
 		{[]string{"eval", "--model", filepath.Join(dir, "none.msgpack")}, "no such file"},
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"sample", "--bogus"}, "flag provided but not defined"},
@@ -106,6 +107,15 @@ func TestResumeMatchesUninterruptedRun(t *testing.T) {
 			t.Fatalf("tensor %s differs between the uninterrupted and the resumed run", fa.Tensors[i].Name)
 		}
 	}
+	// Each phase's steps, counted across its resumes (the checkpoint keeps them), are the
+	// uninterrupted run's: the "training" lines agree once their wall times are cut off.
+	stepsOf := func(f *weights.File) string {
+		s, _ := f.MetaString("training")
+		return regexp.MustCompile(`(steps), [0-9.hms]+`).ReplaceAllString(s, "$1")
+	}
+	if a, b := stepsOf(fa), stepsOf(fb); a != b || !strings.Contains(a, " steps") {
+		t.Errorf("training metadata: uninterrupted\n%s\nresumed\n%s", a, b)
+	}
 }
 
 // TestSampleCSVAndEngines checks `backend sample` output and that the reference samplers of
@@ -134,27 +144,41 @@ func TestSampleCSVAndEngines(t *testing.T) {
 		t.Fatalf("PNG: %v", err)
 	}
 	cpuNets := model.CPUNets{Score: m.Nets[modelfile.Score], Control: m.Nets[modelfile.Control], Gen: m.Nets[modelfile.Gen]}
-	for _, r := range []sample.Request{
+	// Each request twice: as trained (raw), then with the same weights read as a σ-scaled file
+	// (score_scale "sigma"): sample.CPU divides the networks by σ_t (modelfile.ScoreNet), the twin
+	// and the GPU scale the sampler's coefficients (SampleOptions.SigmaScaled).
+	rawRef := map[int][]float32{}
+	for i, r := range []sample.Request{
+		{Net: "asbm", Sampler: "sde", NFE: 6, N: 300, Seed: 4},
+		{Net: "asbm", Sampler: "ode", NFE: 5, N: 300, Seed: 5},
+		{Net: "asbm", Sampler: "sde", NFE: 1, N: 300, Seed: 6},
+		{Net: "baseline", Sampler: "ode", NFE: 3, N: 300, Seed: 7},
 		{Net: "asbm", Sampler: "sde", NFE: 6, N: 300, Seed: 4},
 		{Net: "asbm", Sampler: "ode", NFE: 5, N: 300, Seed: 5},
 		{Net: "asbm", Sampler: "sde", NFE: 1, N: 300, Seed: 6},
 		{Net: "baseline", Sampler: "ode", NFE: 3, N: 300, Seed: 7},
 	} {
+		m.SigmaScaled = i >= 4
 		ref, err := sample.CPU(m, r, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !m.SigmaScaled {
+			rawRef[i+4] = ref
+		} else if d := maxAbsDiff(ref, rawRef[i]); d < 1e-6 { // the generator only by 1/σ_1 ≈ 1.07
+			t.Errorf("%+v: the σ-scaled reading changed the samples by only %g", r, d)
 		}
 		nets, vp := cpuNets, m.VP
 		if r.Net == "baseline" {
 			nets, vp = model.CPUNets{Score: m.Nets[modelfile.Baseline]}, m.BaseVP
 		}
 		twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
-			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV}, model.SampleHooks{})
+			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: m.SigmaScaled}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := maxAbsDiff(ref, twin); d > 1e-4 {
-			t.Errorf("%+v: asbm vs model.SampleCPU differ by %g", r, d)
+			t.Errorf("%+v (σ-scaled %v): asbm vs model.SampleCPU differ by %g", r, m.SigmaScaled, d)
 		}
 		gpu, adapter, err := sample.GPU(m, r)
 		if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {
@@ -165,7 +189,7 @@ func TestSampleCSVAndEngines(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d := maxAbsDiff(ref, gpu); d > 1e-4 {
-			t.Errorf("%+v on %s: CPU vs WGSL differ by %g", r, adapter, d)
+			t.Errorf("%+v (σ-scaled %v) on %s: CPU vs WGSL differ by %g", r, m.SigmaScaled, adapter, d)
 		}
 	}
 }
@@ -266,6 +290,20 @@ func TestResumeFromPhaseRetrainsOnlyLaterPhases(t *testing.T) {
 	if code, _, stderr := runCLI(t, "train", "--data", "toy:moons", "--from-phase", "stage2"); code != 2 || !strings.Contains(stderr, "--from-phase needs --resume") {
 		t.Errorf("--from-phase without --resume: exit %d %q", code, stderr)
 	}
+	// The score networks' parametrisation cannot change under finished ones (the generator would
+	// read a raw score as σ-scaled); retraining them from stage 2 may change it.
+	if code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--from-phase", "distill", "--score-scale", "sigma"); code != 2 || !strings.Contains(stderr, "trained with --score-scale raw") {
+		t.Errorf("--score-scale changed under finished score networks: exit %d %q", code, stderr)
+	}
+	sigmaOut := filepath.Join(dir, "sigma.msgpack")
+	if code, _, stderr := runCLI(t, "train", "--run", filepath.Join(dir, "run"), "--resume", "--from-phase", "stage2", "--score-scale", "sigma", "--out", sigmaOut); code != 0 {
+		t.Fatalf("--from-phase stage2 --score-scale sigma: exit %d: %s", code, stderr)
+	}
+	if f, err := weights.ReadFile(sigmaOut); err != nil {
+		t.Fatal(err)
+	} else if sc, _ := f.MetaString("score_scale"); sc != "sigma" {
+		t.Errorf("retrained from stage 2 with --score-scale sigma: meta score_scale %q", sc)
+	}
 }
 
 // TestKeepWeightsContinuesPhases trains a finished run's baseline and generator further with
@@ -313,7 +351,7 @@ func TestKeepWeightsContinuesPhases(t *testing.T) {
 	}
 	var cont []string
 	for _, l := range after.Log {
-		if strings.HasSuffix(l, "(continued from the previous networks, --keep-weights)") {
+		if strings.Contains(l, "(continued from the previous networks, --keep-weights)") {
 			cont = append(cont, strings.SplitN(l, ":", 2)[0])
 		}
 	}
@@ -336,7 +374,7 @@ func TestTrainAndSampleImages(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "digits.msgpack")
 	run := filepath.Join(dir, "run")
-	args := append([]string{"train", "--run", run, "--out", out, "--f16", "--stop-after", "stage1"}, clitest.TinyImageTrain...)
+	args := append([]string{"train", "--run", run, "--out", out, "--f16", "--stop-after", "stage1", "--score-scale", "sigma"}, clitest.TinyImageTrain...)
 	code, _, stderr := runCLI(t, args...)
 	logText, _ := os.ReadFile(filepath.Join(run, "train.log"))
 	if code != 0 || !strings.Contains(string(logText), "stopped after stage1") {
@@ -364,7 +402,23 @@ func TestTrainAndSampleImages(t *testing.T) {
 	if !f.Arch.Equal(want) {
 		t.Fatalf("model arch %+v, want %+v", f.Arch, want)
 	}
-	if cmd, _ := f.MetaString("command"); !strings.Contains(cmd, "--mults 1,2") || !strings.Contains(cmd, "--size 8") || strings.Contains(cmd, "--hidden") {
+	// Every phase's line in the "training" metadata ends with its steps and wall time.
+	training, _ := f.MetaString("training")
+	lines := strings.Split(training, "\n")
+	if len(lines) != 4 {
+		t.Errorf("training metadata has %d lines, want one per phase:\n%s", len(lines), training)
+	}
+	stepsAndTime := regexp.MustCompile(`; [1-9][0-9]* steps, [0-9.hms]+$`)
+	for _, l := range lines {
+		if !stepsAndTime.MatchString(l) {
+			t.Errorf("training line %q lacks the phase's steps and wall time", l)
+		}
+	}
+	// The resume kept the stored --score-scale: the file says its score networks are σ-scaled.
+	if sc, _ := f.MetaString("score_scale"); sc != "sigma" {
+		t.Errorf("meta score_scale = %q, want sigma", sc)
+	}
+	if cmd, _ := f.MetaString("command"); !strings.Contains(cmd, "--mults 1,2") || !strings.Contains(cmd, "--size 8") || !strings.Contains(cmd, "--score-scale sigma") || strings.Contains(cmd, "--hidden") {
 		t.Errorf("meta command %q does not reproduce the image run", cmd)
 	}
 	for _, nfe := range []string{"1", "3"} {

@@ -27,6 +27,11 @@ type SampleOptions struct {
 
 	Beta0, Beta1, SigmaV float64 // β(t) = β0 + (β1−β0)t, g(t)² = σ_v²β(t)
 
+	// SigmaScaled says the score-type networks (Score and Gen) output σ_t·s rather than the score s
+	// (the scale of asbm.md §3.2's regression, σ_t s_ψ ≈ −ε): Run multiplies their coefficients by
+	// 1/σ_t (VP.InvSigma), so every engine samples such a file without touching the network.
+	SigmaScaled bool
+
 	// X1, if not nil, is the start state x_1 (Points×dim) instead of a draw from the seed's stream.
 	X1 []float32
 	// Noise, if not nil, is the stream the run draws from (x_1 first unless X1 is given, then each
@@ -200,8 +205,9 @@ type Engine interface {
 //	"ode": v(t, x) = −½β(t)x + ½g(t)²(u(t, x) − s(t, x)), Heun with a final Euler step;
 //	"gen": x_0 = (z + σ_1² G(1, z))/α_1 (asbm.md §4.2).
 //
-// Coefficients are computed in float64 and applied in float32 as a·x + b·y + c·z. h adds progress,
-// previews, pauses and chunks.
+// s and G are the score and generator networks' outputs, divided by σ_t when o.SigmaScaled (folded
+// into the coefficients). Coefficients are computed in float64 and applied in float32 as
+// a·x + b·y + c·z. h adds progress, previews, pauses and chunks.
 func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]float32, error) {
 	n := o.Points * dim
 	v := o.VP()
@@ -263,6 +269,13 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 		return nil
 	}
 	f32 := func(x float64) float32 { return float32(x) }
+	// sc(t) turns a score-type network's output into s (SigmaScaled): 1/σ_t, or 1.
+	sc := func(t float64) float64 {
+		if o.SigmaScaled {
+			return v.InvSigma(t)
+		}
+		return 1
+	}
 	switch o.Method {
 	case "gen":
 		// x_0 = (z + σ_1² G(1, z)) / α_1 with z = x_1.
@@ -270,7 +283,7 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 		steps := []func() error{
 			func() error { return e.SetTimes(1, 1) },
 			func() error { return evalNet(SlotGen, SlotX, 0) },
-			func() error { return e.Update(SlotNext, SlotX, SlotGen, SlotNone, f32(1/a1), f32(s2/a1), 0) },
+			func() error { return e.Update(SlotNext, SlotX, SlotGen, SlotNone, f32(1/a1), f32(s2/a1*sc(1)), 0) },
 			func() error { return e.Copy(SlotX, SlotNext) },
 			func() error { return report(1, 1) },
 		}
@@ -301,7 +314,7 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 			if err := evalNet(SlotScore, SlotX, 0); err != nil {
 				return nil, err
 			}
-			if err := e.Update(SlotNext, SlotX, SlotScore, z, f32(1+0.5*beta*dt), f32(dt*g2), f32(c)); err != nil {
+			if err := e.Update(SlotNext, SlotX, SlotScore, z, f32(1+0.5*beta*dt), f32(dt*g2*sc(tk)), f32(c)); err != nil {
 				return nil, err
 			}
 			if err := e.Copy(SlotX, SlotNext); err != nil {
@@ -329,7 +342,7 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 				}
 			}
 			g2 := v.G2(t)
-			return e.Update(dst, x, ctrl, SlotScore, f32(-0.5*v.Beta(t)), f32(0.5*g2), f32(-0.5*g2))
+			return e.Update(dst, x, ctrl, SlotScore, f32(-0.5*v.Beta(t)), f32(0.5*g2), f32(-0.5*g2*sc(t)))
 		}
 		for k := 0; k < N; k++ {
 			tk := 1 - float64(k)/float64(N)
@@ -363,6 +376,43 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 		}
 	}
 	return e.Result()
+}
+
+// SigmaScaled is a score-type network that outputs σ_t·s (SampleOptions.SigmaScaled) seen as the
+// score s: Eval divides each row by σ_t of its own t (VP.InvSigma). The trainers' samplers and
+// measures use it; Run scales coefficients instead, which is the same up to float32 rounding.
+type SigmaScaled struct {
+	Net Evaluator
+	VP  VP
+}
+
+// Dim is the wrapped network's.
+func (s SigmaScaled) Dim() int { return s.Net.Dim() }
+
+// Eval evaluates the network and divides row i by σ_{t_i}.
+func (s SigmaScaled) Eval(t, x, out []float32) {
+	s.Net.Eval(t, x, out)
+	d := s.Net.Dim()
+	for i, ti := range t {
+		c := float32(s.VP.InvSigma(float64(ti)))
+		row := out[i*d : (i+1)*d]
+		for j := range row {
+			row[j] *= c
+		}
+	}
+}
+
+// SigmaScaledMeta reads a model file's "score_scale" metadata: "sigma" (its score-type networks output
+// σ_t·s, SampleOptions.SigmaScaled), "raw" or absent (they output s).
+func SigmaScaledMeta(f *weights.File) (bool, error) {
+	switch sc, _ := f.MetaString("score_scale"); sc {
+	case "", "raw":
+		return false, nil
+	case "sigma":
+		return true, nil
+	default:
+		return false, fmt.Errorf("unknown score_scale %q in the model's metadata (this build knows sigma and raw)", sc)
+	}
 }
 
 // SampleCPU draws o.Points points on the CPU with any Evaluator: *Net (the plain-Go forward) makes

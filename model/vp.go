@@ -70,6 +70,10 @@ func (v VP) Sigma2(t float64) float64 {
 // Sigma is σ_t = √(σ_t²).
 func (v VP) Sigma(t float64) float64 { return math.Sqrt(v.Sigma2(t)) }
 
+// InvSigma is 1/σ_t, with σ_t² floored at 1e-12 so that t = 0 gives a large finite number: the factor
+// that turns a σ-scaled network's output σ_t·s into the score s (SigmaScaled).
+func (v VP) InvSigma(t float64) float64 { return 1 / math.Sqrt(math.Max(v.Sigma2(t), 1e-12)) }
+
 // Bridge returns the coefficients of the base bridge p^base_{t|0,1}(x | x0, x1) = N(a x0 + b x1, γ² I)
 // (asbm.md §1.2):
 //

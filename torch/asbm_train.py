@@ -20,7 +20,8 @@ streams, so N processes compute what one process computes, up to float rounding 
 --run DIR holds state.pt (the resumable checkpoint, written by rank 0 at every phase end and every
 --checkpoint-every seconds; --resume continues it, on any number of processes, flags given with it
 overriding the stored ones) and train.jsonl (one JSON line per epoch). --out is the checkpoint
-`backend import` reads (the EMA networks: score, control, gen, baseline, and the VP in meta).
+`backend import` reads (the EMA networks: score, control, gen, baseline, and the VP in meta; meta
+score_scale "sigma" says the score, baseline and gen networks output σ_t·s, asbm/engine.py SigmaScaled).
 """
 
 import json
@@ -191,7 +192,8 @@ class Run:
                 n.load_state_dict(self.final[key])
                 nets[name] = n
         meta = {"dataset": datasets.name_of(self.spec), "beta0": c.beta0, "beta1": c.beta1,
-                "baseline_beta1": c.baseline_beta1, "sigma_v": c.sigma_v, "seed": c.seed, "stage": self.phase,
+                "baseline_beta1": c.baseline_beta1, "sigma_v": c.sigma_v, "score_scale": c.score_scale,
+                "seed": c.seed, "stage": self.phase,
                 "training": "\n".join(self.log), "trainer": "torch/asbm_train.py", "world_size": self.ctx.world,
                 "torch": str(torch.__version__), "device": self.ctx.device.type,
                 "command": f"torch/asbm_train.py --data {self.spec} " + config.flags_of(c)}

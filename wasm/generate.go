@@ -202,7 +202,7 @@ func generate(args []js.Value) (any, error) {
 		}
 	}
 	o := model.SampleOptions{Points: req.points, Steps: req.nfe, Method: req.sampler, Seed: req.seed,
-		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV}
+		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV, SigmaScaled: m.sigmaScaled}
 	if req.nfe == 1 {
 		o.Method, o.Steps = "gen", 1
 		if m.cpu.Gen == nil {

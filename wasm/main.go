@@ -78,6 +78,7 @@ type loaded struct {
 	file                 *weights.File
 	bytes                int
 	beta0, beta1, sigmaV float64
+	sigmaScaled          bool           // the score and generator output σ_t·s (meta score_scale "sigma")
 	image                bool           // arch kind "unet": rows are C×H×W images
 	cpu                  model.CPUNets  // nil entries: the file lacks that net
 	gpu                  shaders.Nets   // built lazily on the current device
@@ -341,6 +342,10 @@ func newModel(url string, f *weights.File, n int) (*loaded, error) {
 	if !(m.beta0 >= 0 && m.beta1 > 0 && m.sigmaV > 0) || math.IsInf(m.beta1, 0) || math.IsInf(m.sigmaV, 0) {
 		return nil, fmt.Errorf("bad schedule in meta: beta0 %g, beta1 %g, sigma_v %g", m.beta0, m.beta1, m.sigmaV)
 	}
+	var err error
+	if m.sigmaScaled, err = model.SigmaScaledMeta(f); err != nil {
+		return nil, err
+	}
 	for _, p := range []struct {
 		prefix string
 		dst    **model.Net
@@ -494,26 +499,27 @@ func (c *client) info() map[string]any {
 		"resBlocks": a.ResBlocks, "groups": a.Groups, "timeEmb": a.TimeEmb}
 	params := model.ParamCount(a)
 	info := map[string]any{
-		"url":       m.url,
-		"bytes":     m.bytes,
-		"dataset":   ds,
-		"arch":      arch,
-		"image":     m.image,
-		"params":    params,            // per network
-		"flops":     model.RowFLOPs(a), // one row's forward pass (multiply and add counted apart)
-		"nets":      nets,
-		"samplers":  samplers,
-		"beta0":     m.beta0,
-		"beta1":     m.beta1,
-		"sigmaV":    m.sigmaV,
-		"adapter":   adapter,
-		"software":  software, // a CPU rasteriser: the CPU path is faster (design.md)
-		"webgpu":    c.dev != nil,
-		"gpuError":  m.gpuErr,
-		"precision": precision(m.gpu),
-		"shaderF16": shaderF16, // the device was granted shader-f16 (no kernel needs it yet)
-		"weights":   weightsDType(m.file),
-		"maxN":      maxPoints,
+		"url":        m.url,
+		"bytes":      m.bytes,
+		"dataset":    ds,
+		"arch":       arch,
+		"image":      m.image,
+		"params":     params,            // per network
+		"flops":      model.RowFLOPs(a), // one row's forward pass (multiply and add counted apart)
+		"nets":       nets,
+		"samplers":   samplers,
+		"beta0":      m.beta0,
+		"beta1":      m.beta1,
+		"sigmaV":     m.sigmaV,
+		"scoreScale": map[bool]string{false: "raw", true: "sigma"}[m.sigmaScaled],
+		"adapter":    adapter,
+		"software":   software, // a CPU rasteriser: the CPU path is faster (design.md)
+		"webgpu":     c.dev != nil,
+		"gpuError":   m.gpuErr,
+		"precision":  precision(m.gpu),
+		"shaderF16":  shaderF16, // the device was granted shader-f16 (no kernel needs it yet)
+		"weights":    weightsDType(m.file),
+		"maxN":       maxPoints,
 		// The CPU path's kernels ("wasm SIMD" or "Go"), and why there are no SIMD ones, if so.
 		"cpuKernels": cpuKernels(m),
 		"simdError":  errString(simdErr),

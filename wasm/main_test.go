@@ -217,8 +217,8 @@ func TestParseRequestCountPreviewCallback(t *testing.T) {
 }
 
 // tinyUNetFile is a model file with random U-Net networks (output layers included, so samples
-// depend on them) under score/, control/ and gen/.
-func tinyUNetFile(t *testing.T, r *rand.Rand) (*weights.File, []byte) {
+// depend on them) under score/, control/ and gen/, with the given score_scale metadata ("" for none).
+func tinyUNetFile(t *testing.T, r *rand.Rand, scoreScale string) (*weights.File, []byte) {
 	t.Helper()
 	a := weights.Arch{Kind: "unet", Dim: 3 * 4 * 4, Channels: 3, Height: 4, Width: 4, Base: 4, Mults: []int{1, 2},
 		ResBlocks: 1, Groups: 2, TimeEmb: 8, Fourier: 3}
@@ -241,6 +241,9 @@ func tinyUNetFile(t *testing.T, r *rand.Rand) (*weights.File, []byte) {
 	}
 	f.Meta["dataset"] = "tiny"
 	f.Meta["beta0"], f.Meta["beta1"], f.Meta["sigma_v"] = 0.1, 4.0, 1.0
+	if scoreScale != "" {
+		f.Meta["score_scale"] = scoreScale
+	}
 	var b bytes.Buffer
 	if err := weights.Encode(&b, f); err != nil {
 		t.Fatal(err)
@@ -266,11 +269,12 @@ func goFloats(v js.Value) []float32 {
 
 // TestGenerateImagesCPU loads an image model on the CPU path and checks info, warm-up, the result's
 // shape, bit-equality with model.SampleCPU for every method, previews through onProgress (which
-// calls asbm.info() while generate holds the client: it must not deadlock), and the image limit.
+// calls asbm.info() while generate holds the client: it must not deadlock), and the image limit. The
+// file is σ-scaled (score_scale "sigma"), so the client must pass SampleOptions.SigmaScaled on.
 func TestGenerateImagesCPU(t *testing.T) {
 	install()
 	r := newRand()
-	f, data := tinyUNetFile(t, r)
+	f, data := tinyUNetFile(t, r, "sigma")
 	v, err := load([]js.Value{jsBytes(data), js.ValueOf(map[string]any{"device": "cpu", "name": "tiny.msgpack"})})
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +285,9 @@ func TestGenerateImagesCPU(t *testing.T) {
 	}
 	if s := info.Get("shape"); s.Length() != 3 || s.Index(0).Int() != 3 || s.Index(1).Int() != 4 || s.Index(2).Int() != 4 {
 		t.Errorf("info.shape = %v", jsString(s))
+	}
+	if sc := info.Get("scoreScale").String(); sc != "sigma" {
+		t.Errorf("info.scoreScale = %q, want sigma", sc)
 	}
 	if info.Get("maxN").Int() != maxImages || info.Get("weights").String() != "f32" || info.Get("precision").String() != "f32" {
 		t.Errorf("info maxN %v weights %v precision %v", info.Get("maxN"), info.Get("weights"), info.Get("precision"))
@@ -342,7 +349,7 @@ func TestGenerateImagesCPU(t *testing.T) {
 		}
 		got := goFloats(rv.Get("images"))
 		want, err := model.SampleCPU(cpu.Nets(), model.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
-			Beta0: 0.1, Beta1: 4, SigmaV: 1}, model.SampleHooks{})
+			Beta0: 0.1, Beta1: 4, SigmaV: 1, SigmaScaled: true}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -397,7 +404,7 @@ func wantKernels() string {
 func TestForwardAndParamsCPU(t *testing.T) {
 	install()
 	r := newRand()
-	f, data := tinyUNetFile(t, r)
+	f, data := tinyUNetFile(t, r, "")
 	if _, err := load([]js.Value{jsBytes(data), js.ValueOf(map[string]any{"device": "cpu", "name": "tiny.msgpack"})}); err != nil {
 		t.Fatal(err)
 	}

@@ -303,7 +303,7 @@ func TestSIMDFallback(t *testing.T) {
 	}
 	m := testModule(t)
 	r := newRand()
-	f, _ := tinyUNetFile(t, r)
+	f, _ := tinyUNetFile(t, r, "")
 	var cpu model.CPUNets
 	var err error
 	if cpu.Gen, err = model.NetFromFile(f, "gen/"); err != nil {

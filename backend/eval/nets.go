@@ -71,7 +71,7 @@ func openEvalNets(m *modelfile.File, device string) (*evalNets, error) {
 			return nil, err
 		}
 		nets = append(nets, g)
-		*p.dst = gpuEvalNet{g, &gerr}
+		*p.dst = m.ScoreNet(p.prefix, gpuEvalNet{g, &gerr})
 	}
 	return en, nil
 }

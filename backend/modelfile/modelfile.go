@@ -28,6 +28,10 @@ type File struct {
 	VP     asbm.VP // the ASBM base (asbm.md §1.2)
 	BaseVP asbm.VP // the memoryless baseline's base (β_1 = 20)
 	Nets   map[string]*model.Net
+	// SigmaScaled: the score-type networks (score, baseline, generator) output σ_t·s (meta
+	// "score_scale": "sigma", `backend train --score-scale sigma`); Net and ScoreNet return them as
+	// scores, and samplers on other engines set model.SampleOptions.SigmaScaled.
+	SigmaScaled bool
 	// CPUEngine makes Net return U-Nets on the gorgonia engine (backend/cpu: OpenBLAS convolutions,
 	// all cores) instead of the plain-Go forward: the same function up to float32 rounding (their
 	// tests hold them within 1e-4), about 10× faster, for sampling thousands of images.
@@ -55,6 +59,9 @@ func Load(path string) (*File, error) {
 	}
 	m.VP = asbm.VP{Beta0: get("beta0", 0.1), Beta1: get("beta1", 4), SigmaV: get("sigma_v", 1)}
 	m.BaseVP = asbm.VP{Beta0: get("beta0", 0.1), Beta1: get("baseline_beta1", 20), SigmaV: get("sigma_v", 1)}
+	if m.SigmaScaled, err = model.SigmaScaledMeta(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	for _, p := range []string{Score, Control, Gen, Baseline} {
 		if _, ok := f.Tensor(p + "out.w"); !ok {
 			continue
@@ -71,9 +78,9 @@ func Load(path string) (*File, error) {
 	return m, nil
 }
 
-// Net returns the network under prefix as an asbm.Net on the CPU, or nil when the file lacks it. With
-// CPUEngine each call returns a new engine network (one per goroutine: they are not safe for
-// concurrent use).
+// Net returns the network under prefix as an asbm.Net on the CPU, or nil when the file lacks it: a
+// score-type network as the score it stands for (ScoreNet). With CPUEngine each call returns a new
+// engine network (one per goroutine: they are not safe for concurrent use).
 func (m *File) Net(prefix string) asbm.Net {
 	mlp := m.Nets[prefix]
 	if mlp == nil {
@@ -81,10 +88,26 @@ func (m *File) Net(prefix string) asbm.Net {
 	}
 	if m.CPUEngine && mlp.Arch.Kind == "unet" {
 		if c, err := cpu.FromNet(mlp, cpu.DefaultConfig()); err == nil {
-			return c
+			return m.ScoreNet(prefix, c)
 		}
 	}
-	return mlp // the plain-Go forward, rows split over the cores (model.Net.Eval)
+	return m.ScoreNet(prefix, mlp) // the plain-Go forward, rows split over the cores (model.Net.Eval)
+}
+
+// ScoreNet returns n, the network under prefix on any engine, as what the samplers and measures
+// expect: for a SigmaScaled file, the score, baseline and generator divided by σ_t of their base
+// (asbm.SigmaScaledNet; the baseline's base is BaseVP); otherwise n itself.
+func (m *File) ScoreNet(prefix string, n asbm.Net) asbm.Net {
+	if !m.SigmaScaled || n == nil {
+		return n
+	}
+	switch prefix {
+	case Score, Gen:
+		return asbm.SigmaScaledNet(n, m.VP)
+	case Baseline:
+		return asbm.SigmaScaledNet(n, m.BaseVP)
+	}
+	return n
 }
 
 // Dataset returns the model's data set name from its metadata.

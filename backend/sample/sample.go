@@ -129,7 +129,7 @@ func GPU(m *modelfile.File, r Request) ([]float32, string, error) {
 	}
 	pts, err := shaders.SampleGPU(dev, nets, model.SampleOptions{
 		Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
-		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV,
+		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: m.SigmaScaled,
 	}, model.SampleHooks{})
 	return pts, dev.AdapterInfo(), err
 }

@@ -7,7 +7,12 @@
 //	{"format": "asbm-torch", "version": 1,
 //	 "arch":   {"kind": "unet", "channels": 3, "height": 32, …},   // weights.Arch's msgpack names
 //	 "nets":   {"score": state_dict, "control": …, "gen": …, "baseline": …},  // score required
-//	 "meta":   {"dataset": "emoji", "beta0": 0.1, "beta1": 4, "baseline_beta1": 20, "sigma_v": 1, …}}
+//	 "meta":   {"dataset": "emoji", "beta0": 0.1, "beta1": 4, "baseline_beta1": 20, "sigma_v": 1,
+//	            "score_scale": "sigma", …}}
+//
+// Meta is copied into the model file. "score_scale" "sigma" (torch/asbm_train.py --score-scale sigma)
+// says the score-type networks output σ_t·s and is kept; "raw", like its absence, means they output
+// the score itself and leaves no key (backend/train's export writes the same).
 //
 // The state dicts' keys are the Go parameter names (model.ParamShapes: "in.w", "down0.0.gn1.g", …),
 // which torch/unet.py's module tree produces. The pickle is read by gopickle's unpickler, which
@@ -69,7 +74,11 @@ func Command(args []string, stdout io.Writer) error {
 			nets = append(nets, n.name)
 		}
 	}
-	fmt.Fprintf(stdout, "wrote %s (%s, %s networks, %d parameters each)\n", *out, f.Arch.Kind, strings.Join(nets, ", "), model.ParamCount(f.Arch))
+	scale := ""
+	if sc, _ := f.MetaString("score_scale"); sc == "sigma" {
+		scale = "; score, baseline and gen output σ_t·s"
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %s networks, %d parameters each%s)\n", *out, f.Arch.Kind, strings.Join(nets, ", "), model.ParamCount(f.Arch), scale)
 	return nil
 }
 
@@ -133,6 +142,9 @@ func Read(path string, f16 bool) (*weights.File, error) {
 			}
 		}
 	}
+	if err := scoreScale(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	for _, k := range []string{"beta0", "beta1", "sigma_v"} {
 		if _, ok := f.MetaFloat(k); !ok {
 			return nil, fmt.Errorf("%s: meta has no %q: the samplers need the VP base (beta0, beta1, sigma_v; baseline_beta1 for a baseline)", path, k)
@@ -143,6 +155,28 @@ func Read(path string, f16 bool) (*weights.File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return f, nil
+}
+
+// scoreScale checks the meta "score_scale" that torch/asbm_train.py writes (its --score-scale) and keeps
+// it only as "sigma" — the score, baseline and gen networks output σ_t·s, which the samplers divide by
+// σ_t (model.SigmaScaledMeta) — as backend/train's export does: "raw", or no key (a checkpoint from
+// before the flag, or one not written by the trainer), is the unscaled networks, marked by no key.
+func scoreScale(f *weights.File) error {
+	v, present := f.Meta["score_scale"]
+	if !present {
+		return nil
+	}
+	if _, ok := v.(string); !ok {
+		return fmt.Errorf("meta score_scale is a %T, want \"sigma\" or \"raw\"", v)
+	}
+	sigma, err := model.SigmaScaledMeta(f)
+	if err != nil {
+		return err
+	}
+	if !sigma {
+		delete(f.Meta, "score_scale")
+	}
+	return nil
 }
 
 // addNet checks a state dict against the arch's parameters and stores it under prefix. Every

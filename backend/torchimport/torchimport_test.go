@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,11 +138,68 @@ func TestImportMatchesPyTorch(t *testing.T) {
 	if m.Dataset() != "test" || m.VP.Beta1 != 4 || m.BaseVP.Beta1 != 20 {
 		t.Errorf("metadata: dataset %q, VP %+v, baseline %+v", m.Dataset(), m.VP, m.BaseVP)
 	}
+	// A checkpoint without score_scale (one from before the flag) is raw: no key in the model file.
+	if _, ok := m.File.Meta["score_scale"]; ok || m.SigmaScaled {
+		t.Errorf("a checkpoint without score_scale imported with meta score_scale %v (SigmaScaled %v)", m.File.Meta["score_scale"], m.SigmaScaled)
+	}
 	for _, nfe := range []int{1, 3} {
 		imgs, err := sample.CPU(m, sample.Request{Net: "asbm", Sampler: "ode", NFE: nfe, N: 2, Seed: 1}, nil)
 		if err != nil || len(imgs) != 2*3*8*8 {
 			t.Fatalf("sampling the imported file at NFE %d: %d values, %v", nfe, len(imgs), err)
 		}
+	}
+}
+
+// TestImportScoreScale: meta score_scale "sigma" is kept (modelfile then divides the score-type
+// networks by σ_t, and `backend sample` draws from the file), "raw" leaves no key, like its absence;
+// any other value is refused.
+func TestImportScoreScale(t *testing.T) {
+	dir := t.TempDir()
+	ckpt, _, _ := checkpoint(t, dir)
+	py, _ := python(t)
+	var src strings.Builder
+	src.WriteString("import torch\nc = torch.load(" + pyStr(ckpt) + ")\n")
+	variants := map[string]string{"sigma": `"sigma"`, "raw": `"raw"`, "half": `"half"`, "number": `1.0`}
+	for name, v := range variants {
+		src.WriteString(`c["meta"]["score_scale"] = ` + v + "\ntorch.save(c, " + pyStr(filepath.Join(dir, name+".pt")) + ")\n")
+	}
+	if out, err := exec.Command(py, "-c", src.String()).CombinedOutput(); err != nil {
+		t.Fatalf("writing the variants: %v\n%s", err, out)
+	}
+	drawn := map[string][]float32{}
+	for name, want := range map[string]string{"sigma": "sigma", "raw": "", "half": "error", "number": "error"} {
+		out := filepath.Join(dir, name+".msgpack")
+		var stdout bytes.Buffer
+		err := Command([]string{"--from", filepath.Join(dir, name+".pt"), "--out", out}, &stdout)
+		if want == "error" {
+			if err == nil || !strings.Contains(err.Error(), "score_scale") {
+				t.Errorf("%s: error %v, want one naming score_scale", name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		m, err := modelfile.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := m.File.MetaString("score_scale")
+		if _, present := m.File.Meta["score_scale"]; got != want || present != (want != "") || m.SigmaScaled != (want == "sigma") {
+			t.Errorf("%s: imported meta score_scale %q (present %v), SigmaScaled %v; want %q", name, got, present, m.SigmaScaled, want)
+		}
+		if want == "sigma" && !strings.Contains(stdout.String(), "σ_t·s") {
+			t.Errorf("%s: import printed %q", name, stdout.String())
+		}
+		imgs, err := sample.CPU(m, sample.Request{Net: "baseline", Sampler: "ode", NFE: 2, N: 2, Seed: 1}, nil)
+		if err != nil || len(imgs) != 2*3*8*8 {
+			t.Fatalf("%s: sampling the imported file: %d values, %v", name, len(imgs), err)
+		}
+		drawn[name] = imgs
+	}
+	// The same weights read as σ_t·s are another score: the samplers must not draw the same images.
+	if slices.Equal(drawn["sigma"], drawn["raw"]) {
+		t.Errorf("the file with score_scale sigma samples exactly as the raw one: the scale is not applied")
 	}
 }
 

@@ -91,7 +91,8 @@ func runJobs(t *testing.T, py, dir, name string, nproc int, jobs []map[string]an
 //   - the two runs agree (epoch losses and final parameters up to float rounding: asbm/dist.py);
 //   - `backend import` reads the DDP run's checkpoint, and the Go CPU forward, the WGSL forward
 //     (native WebGPU) and PyTorch's forward of every network agree within 1e-4 relative error;
-//   - `backend sample` draws from the imported file with every sampler;
+//   - `backend sample` draws from the imported file with every sampler, the image run's with its
+//     σ-scaled score networks (the image defaults' --score-scale sigma, kept in the metadata);
 //   - the trainer's defaults are backend train's (DefaultConfig, DefaultImageConfig);
 //   - asbm/png.py decodes the PNG files Go's image/png writes to the same pixels;
 //   - a run stopped on two processes and resumed on one ends where the one-process run ends.
@@ -293,6 +294,13 @@ func TestTorchTrainer(t *testing.T) {
 			}
 			if ws, _ := m.File.MetaFloat("world_size"); ws != 2 {
 				t.Errorf("meta world_size %v, want 2", ws)
+			}
+			// The image run has the image defaults' --score-scale sigma (its score, baseline and gen output
+			// σ_t·s, and the samplers below divide by σ_t); the toy's raw leaves no key.
+			sc, _ := m.File.MetaString("score_scale")
+			_, present := m.File.Meta["score_scale"]
+			if wantSigma := k == "image"; m.SigmaScaled != wantSigma || present != wantSigma || (wantSigma && sc != "sigma") {
+				t.Errorf("meta score_scale %q (present %v), SigmaScaled %v; want sigma only for the image run", sc, present, m.SigmaScaled)
 			}
 			d := shapes[k]
 			for _, req := range []sample.Request{

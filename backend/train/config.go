@@ -18,19 +18,23 @@ import (
 // Config is everything `backend train` needs; it is stored in the checkpoint so --resume
 // continues the same run.
 type Config struct {
-	Data    string       `json:"data"`
-	Seed    uint64       `json:"seed"`
-	Arch    weights.Arch `json:"arch"`
-	LR      float64      `json:"lr"`
-	EMA     float64      `json:"ema"`
-	Batch   int          `json:"batch"`
-	Beta0   float64      `json:"beta0"`
-	Beta1   float64      `json:"beta1"`
-	BaseB1  float64      `json:"baseline_beta1"`
-	SigmaV  float64      `json:"sigma_v"`
-	S1      s1Flags      `json:"stage1"`
-	S2      s2Flags      `json:"stage2"`
-	Distill distillFlags `json:"distill"`
+	Data   string       `json:"data"`
+	Seed   uint64       `json:"seed"`
+	Arch   weights.Arch `json:"arch"`
+	LR     float64      `json:"lr"`
+	EMA    float64      `json:"ema"`
+	Batch  int          `json:"batch"`
+	Beta0  float64      `json:"beta0"`
+	Beta1  float64      `json:"beta1"`
+	BaseB1 float64      `json:"baseline_beta1"`
+	SigmaV float64      `json:"sigma_v"`
+	// ScoreScale is how the score-type networks (score, baseline, generator) are parametrised:
+	// "sigma" (they output σ_t·s, asbm.SigmaScaled) or "raw" (they output s, the paper's). An
+	// empty value (a checkpoint from before the flag) means raw.
+	ScoreScale string       `json:"score_scale,omitempty"`
+	S1         s1Flags      `json:"stage1"`
+	S2         s2Flags      `json:"stage2"`
+	Distill    distillFlags `json:"distill"`
 }
 
 type s1Flags struct {
@@ -55,7 +59,7 @@ const CheckpointName = "checkpoint.msgpack"
 func DefaultConfig() Config {
 	return Config{
 		Seed: 917, Arch: weights.Arch{Kind: "mlp", Dim: 2, Hidden: 128, Layers: 3, Fourier: 8},
-		LR: 1e-3, EMA: 0.999, Batch: 512, Beta0: 0.1, Beta1: 4, BaseB1: 20, SigmaV: 1,
+		LR: 1e-3, EMA: 0.999, Batch: 512, Beta0: 0.1, Beta1: 4, BaseB1: 20, SigmaV: 1, ScoreScale: "raw",
 		S1: s1Flags{MaxEpochs: 200, AMEpochs: 15, CMEpochs: 5, EvalStart: 60, EvalSamples: 8192,
 			Resample: 4096, Buffer: 20000, ForwardNFE: 50, CMNFE: 100},
 		S2:      s2Flags{Epochs: 200, Couplings: 8192, Passes: 4, ForwardNFE: 20},
@@ -83,6 +87,10 @@ func DefaultImageConfig(spec string, c, size int) Config {
 		Base: imageBase, Mults: append([]int(nil), imageMults...), ResBlocks: imageResBlocks,
 		Groups: imageGroups, TimeEmb: imageTimeEmb, Fourier: imageFourier}
 	cfg.LR, cfg.Batch = 2e-4, 64
+	// Images: the score networks output σ_t·s (asbm.SigmaScaled). At small t the raw network must
+	// output values of size 1/σ_t, which a small U-Net cannot, and the noise it leaves is the grain
+	// of the raw emoji samples (README, "σ-scaled score networks").
+	cfg.ScoreScale = "sigma"
 	cfg.S1 = s1Flags{MaxEpochs: 100, AMEpochs: 15, CMEpochs: 5, EvalStart: 40, EvalSamples: 1024,
 		Resample: 1024, Buffer: 20000, ForwardNFE: 20, CMNFE: 20}
 	cfg.S2 = s2Flags{Epochs: 40, Couplings: 2048, Passes: 2, ForwardNFE: 20}
@@ -137,6 +145,8 @@ func bindTrainFlags(fs *flag.FlagSet, c *Config) {
 	fs.Float64Var(&c.Beta1, "beta1", c.Beta1, "VP β at t = 1 for ASBM (the paper's non-memoryless base)")
 	fs.Float64Var(&c.BaseB1, "baseline-beta1", c.BaseB1, "VP β at t = 1 for the memoryless baseline")
 	fs.Float64Var(&c.SigmaV, "sigma-v", c.SigmaV, "VP σ_v")
+	fs.StringVar(&c.ScoreScale, "score-scale", c.ScoreScale, "score networks' output: sigma (σ_t·s, the regression target's scale: "+
+		"better images from small networks) or raw (s itself, the paper's)")
 	fs.IntVar(&c.S1.MaxEpochs, "stage1-epochs", c.S1.MaxEpochs, "maximum stage-1 epochs (paper 1000)")
 	fs.IntVar(&c.S1.AMEpochs, "am-epochs", c.S1.AMEpochs, "adjoint-matching epochs per stage-1 cycle")
 	fs.IntVar(&c.S1.CMEpochs, "cm-epochs", c.S1.CMEpochs, "corrector-matching epochs per stage-1 cycle")

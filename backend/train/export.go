@@ -52,6 +52,9 @@ func exportModel(st *State, f16 bool) (*weights.File, error) {
 	f.Meta["beta1"] = c.Beta1
 	f.Meta["baseline_beta1"] = c.BaseB1
 	f.Meta["sigma_v"] = c.SigmaV
+	if c.sigmaScaled() {
+		f.Meta["score_scale"] = "sigma" // score/, baseline/ and gen/ output σ_t·s (model.SampleOptions.SigmaScaled)
+	}
 	f.Meta["seed"] = int64(c.Seed)
 	f.Meta["stage"] = st.Phase
 	f.Meta["training"] = strings.Join(st.Log, "\n")

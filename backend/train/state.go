@@ -26,10 +26,25 @@ type State struct {
 	// resume keeps them unless its command line names them again.
 	Out string
 	F16 bool
+	// PhaseSeconds and PhaseSteps are the running phase's wall time (the sum of its epochs' times,
+	// across resumes) and optimiser steps so far; its log line gets them when it finishes.
+	PhaseSeconds float64
+	PhaseSteps   int
 }
 
 // phaseNet is the key in State.final of the network each phase trains.
 var phaseNet = map[string]string{"stage1": "u", "stage2": "s", "baseline": "b", "distill": "g"}
+
+// hasScoreNets reports whether the run holds a score-type network (score, baseline or generator),
+// finished or in the running phase's loop: --score-scale cannot change under it.
+func (st *State) hasScoreNets() bool {
+	for _, k := range []string{"s", "b", "g"} {
+		if st.Final[k] != nil {
+			return true
+		}
+	}
+	return st.Loop.Tensors != nil && PhaseIndex(st.Phase) >= PhaseIndex("stage2")
+}
 
 // rewind restarts the run at phase, dropping the networks of that phase and the later ones, or with
 // keep marking them as warm starts of their Phases (their log lines stay: the history is kept).
@@ -45,7 +60,7 @@ func (st *State) rewind(phase string, keep bool) error {
 				st.Warm[k] = true
 			}
 		}
-		st.Phase, st.Loop = phase, asbm.Checkpoint{}
+		st.Phase, st.Loop, st.PhaseSeconds, st.PhaseSteps = phase, asbm.Checkpoint{}, 0, 0
 		return nil
 	}
 	for _, p := range Phases[i:] {
@@ -57,7 +72,7 @@ func (st *State) rewind(phase string, keep bool) error {
 			kept = append(kept, l)
 		}
 	}
-	st.Phase, st.Log, st.Loop = phase, kept, asbm.Checkpoint{}
+	st.Phase, st.Log, st.Loop, st.PhaseSeconds, st.PhaseSteps = phase, kept, asbm.Checkpoint{}, 0, 0
 	return nil
 }
 
@@ -89,6 +104,10 @@ func LoadState(path string) (*State, error) {
 	}
 	if PhaseIndex(st.Phase) < 0 {
 		return nil, fmt.Errorf("%s: unknown phase %q", path, st.Phase)
+	}
+	st.PhaseSeconds, _ = f.MetaFloat("phase_seconds") // 0 in checkpoints from before they were kept
+	if v, ok := f.MetaFloat("phase_steps"); ok {
+		st.PhaseSteps = int(v)
 	}
 	if s, ok := f.MetaString("scalars"); ok && s != "" {
 		if err := json.Unmarshal([]byte(s), &st.Loop.Scalars); err != nil {
@@ -141,6 +160,8 @@ func saveTrainState(path string, st *State) error {
 	f.Meta["warm"] = strings.Join(cli.SortedKeys(st.Warm), ",")
 	f.Meta["out"] = st.Out
 	f.Meta["f16"] = fmt.Sprint(st.F16)
+	f.Meta["phase_seconds"] = st.PhaseSeconds
+	f.Meta["phase_steps"] = int64(st.PhaseSteps)
 	if st.Loop.Scalars != nil {
 		s, err := json.Marshal(st.Loop.Scalars)
 		if err != nil {

@@ -68,6 +68,7 @@ func Command(args []string, stdout io.Writer) error {
 			return cli.Usagef("%s is a run on %s, not %s: drop --data or pick another --run", ckptPath, st.Config.Data, c.Data)
 		}
 		// Flags named on the command line override the stored configuration.
+		wasScaled := st.Config.sigmaScaled()
 		if err := cli.ParseFlags(trainFlagSet(&st.Config, &runOptions{}), args); err != nil {
 			return err
 		}
@@ -78,6 +79,10 @@ func Command(args []string, stdout io.Writer) error {
 			if err := st.rewind(o.fromPhase, o.keepWeights); err != nil {
 				return err
 			}
+		}
+		if st.Config.sigmaScaled() != wasScaled && st.hasScoreNets() {
+			return cli.Usagef("--score-scale: this run's score networks were trained with --score-scale %s; "+
+				"to change it, retrain them: --from-phase stage2 (without --keep-weights)", map[bool]string{false: "raw", true: "sigma"}[wasScaled])
 		}
 		// The model file and its precision are the run's, as the first command named them: a resume
 		// that does not name them again must not write an f32 file to the default path (which may
@@ -201,6 +206,9 @@ func (c Config) validate() error {
 	if !(c.LR > 0 && c.LR < 1) || !(c.EMA >= 0 && c.EMA < 1) || !(c.Distill.EMA >= 0 && c.Distill.EMA < 1) {
 		return cli.Usagef("--lr must be in (0, 1), --ema and --distill-ema in [0, 1)")
 	}
+	if !c.sigmaScaled() && c.ScoreScale != "" && c.ScoreScale != "raw" {
+		return cli.Usagef("--score-scale is sigma or raw, got %q", c.ScoreScale)
+	}
 	for _, vp := range []asbm.VP{c.vp(), c.baseVP()} {
 		if err := vp.Validate(); err != nil {
 			return cli.Usagef("%v", err)
@@ -232,6 +240,26 @@ func checkGroupWidth(a weights.Arch) error {
 func (c Config) vp() asbm.VP { return asbm.VP{Beta0: c.Beta0, Beta1: c.Beta1, SigmaV: c.SigmaV} }
 func (c Config) baseVP() asbm.VP {
 	return asbm.VP{Beta0: c.Beta0, Beta1: c.BaseB1, SigmaV: c.SigmaV}
+}
+
+// sigmaScaled reports --score-scale sigma.
+func (c Config) sigmaScaled() bool { return c.ScoreScale == "sigma" }
+
+// scoreModel is m as the score-type model the asbm loops train under --score-scale (asbm.SigmaScaled
+// on the base vp), or m itself.
+func (c Config) scoreModel(m asbm.Model, vp asbm.VP) asbm.Model {
+	if c.sigmaScaled() {
+		return asbm.SigmaScaled(m, vp)
+	}
+	return m
+}
+
+// scoreNet is n as the score it stands for under --score-scale.
+func (c Config) scoreNet(n asbm.Net, vp asbm.VP) asbm.Net {
+	if c.sigmaScaled() {
+		return asbm.SigmaScaledNet(n, vp)
+	}
+	return n
 }
 
 func (c Config) opt() cpu.Config {

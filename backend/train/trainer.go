@@ -254,7 +254,7 @@ func (tr *trainer) runPhase() error {
 		cfg := asbm.DefaultStage2()
 		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+1+off, c.Batch
 		cfg.Couplings, cfg.ForwardNFE, cfg.Epochs, cfg.Passes = c.S2.Couplings, c.S2.ForwardNFE, c.S2.Epochs, c.S2.Passes
-		s2, err := asbm.NewStage2(cfg, u.EMA(), s, dataFn)
+		s2, err := asbm.NewStage2(cfg, u.EMA(), c.scoreModel(s, cfg.VP), dataFn)
 		if err != nil {
 			return err
 		}
@@ -278,7 +278,7 @@ func (tr *trainer) runPhase() error {
 		// The same network, batch, number of steps and of examples seen as stage 2 (asbm.md §6.1); the
 		// baseline's examples are fresh data, which cost nothing to draw.
 		cfg.Examples, cfg.Epochs = c.S2.Couplings*max(c.S2.Passes, 1), c.S2.Epochs
-		bl, err := asbm.NewBaseline(cfg, b, dataFn)
+		bl, err := asbm.NewBaseline(cfg, c.scoreModel(b, cfg.VP), dataFn)
 		if err != nil {
 			return err
 		}
@@ -311,7 +311,7 @@ func (tr *trainer) runPhase() error {
 		cfg := asbm.DefaultDistill()
 		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+3+off, c.Batch
 		cfg.Samples, cfg.ODESteps, cfg.Epochs, cfg.Passes = c.Distill.Samples, c.Distill.ODESteps, c.Distill.Epochs, c.Distill.Passes
-		d, err := asbm.NewDistill(cfg, s.EMA(), u.EMA(), g)
+		d, err := asbm.NewDistill(cfg, c.scoreNet(s.EMA(), cfg.VP), u.EMA(), c.scoreModel(g, cfg.VP))
 		if err != nil {
 			return err
 		}
@@ -362,6 +362,8 @@ func (tr *trainer) runPhase() error {
 			return fmt.Errorf("%s epoch %d: loss is NaN; the last good checkpoint is %s", tr.st.Phase, stats.Epoch, tr.ckpt)
 		}
 		tr.epochs++
+		tr.st.PhaseSeconds += time.Since(epochStart).Seconds()
+		tr.st.PhaseSteps += stats.Steps
 		stop := StopAfterEpochs > 0 && tr.epochs%StopAfterEpochs == 0 && !l.Finished()
 		if (time.Since(last) > CheckpointEvery || stop) && !l.Finished() {
 			if tr.st.Loop, err = l.State(); err != nil {
@@ -380,9 +382,13 @@ func (tr *trainer) runPhase() error {
 	if err := finish(); err != nil {
 		return err
 	}
-	fmt.Fprintf(tr.log, "%s finished in %s: %s\n", tr.st.Phase, time.Since(start).Round(time.Second), tr.st.Log[len(tr.st.Log)-1])
+	// The phase's steps and wall time (all its epochs, across resumes) go into its log line, which the
+	// model file's "training" metadata keeps.
+	line := &tr.st.Log[len(tr.st.Log)-1]
+	*line += fmt.Sprintf("; %d steps, %s", tr.st.PhaseSteps, time.Duration(tr.st.PhaseSeconds*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(tr.log, "%s finished in %s: %s\n", tr.st.Phase, time.Since(start).Round(time.Second), *line)
 	tr.st.Phase = Phases[PhaseIndex(tr.st.Phase)+1]
-	tr.st.Loop = asbm.Checkpoint{}
+	tr.st.Loop, tr.st.PhaseSeconds, tr.st.PhaseSteps = asbm.Checkpoint{}, 0, 0
 	return saveTrainState(tr.ckpt, tr.st)
 }
 

@@ -5,7 +5,7 @@ run single-process or under torchrun with DistributedDataParallel (gloo on CPUs,
     data.py      the 2-D toys (backend/data) and image sets (idx, .npy/.npz, PNG folders)
     png.py       a small PNG decoder (Debian's python3-torch comes without Pillow)
     dist.py      ranks, sharding, the seeded random streams and the collectives
-    engine.py    a trainable network: DDP, AdamW, EMA, sharded regression steps
+    engine.py    a trainable network: DDP, AdamW, EMA, sharded regression steps; σ-scaled scores
     matchers.py  the AM, CM, BM, DSM and generator regressions, simulation, samplers, terminal check
     loops.py     stage 1, stage 2, the memoryless baseline and the distillation loops
     config.py    the defaults and flags of `backend train` (backend/train/config.go)

@@ -2,8 +2,8 @@
 
 TOY and IMAGE mirror DefaultConfig and DefaultImageConfig there (the paper's math — β 0.1→4, baseline
 0.1→20, AM/CM 15/5 epochs, EMA 0.999 — with sizes scaled to a workstation, asbm.md §5.1, §6.1); the Go
-test TestTorchDefaultsMatchGo compares them with `asbm_train.py --print-config`, which prints this
-configuration in the JSON layout of Go's train.Config.
+test TestTorchTrainer/defaults (backend/torchimport) compares them with `asbm_train.py --print-config`,
+which prints this configuration in the JSON layout of Go's train.Config.
 """
 
 import argparse
@@ -13,13 +13,15 @@ from .vp import VP, Prior
 
 # name: (default for the toys, default for images); None in the image column means "the same".
 TOY = dict(seed=917, lr=1e-3, ema=0.999, batch=512, beta0=0.1, beta1=4.0, baseline_beta1=20.0, sigma_v=1.0,
+           score_scale="raw",
            hidden=128, layers=3, fourier=8,
            stage1_epochs=200, am_epochs=15, cm_epochs=5, eval_start=60, eval_samples=8192, resample=4096,
            buffer=20000, forward_nfe=50, cm_nfe=100,
            stage2_epochs=200, couplings=8192, stage2_passes=4, stage2_nfe=20,
            distill_epochs=40, distill_samples=4096, distill_ode_steps=32, distill_passes=4, distill_ema=0.99)
-IMAGE = dict(TOY, lr=2e-4, batch=64, hidden=0, layers=0, fourier=16, base=16, mults=[1, 2, 2], res_blocks=1,
-             groups=8, time_emb=64,
+# Images: the score-type networks output σ_t·s (engine.SigmaScaled), as in DefaultImageConfig.
+IMAGE = dict(TOY, score_scale="sigma", lr=2e-4, batch=64, hidden=0, layers=0, fourier=16, base=16, mults=[1, 2, 2],
+             res_blocks=1, groups=8, time_emb=64,
              stage1_epochs=100, eval_start=40, eval_samples=1024, resample=1024, forward_nfe=20, cm_nfe=20,
              stage2_epochs=40, couplings=2048, stage2_passes=2,
              distill_epochs=20, distill_samples=1024, distill_ode_steps=16, distill_passes=2)
@@ -38,6 +40,8 @@ FLAGS = [
     ("batch", int, "global regression batch (split over the processes: each takes batch/N rows)"),
     ("beta0", float, "VP β at t = 0"), ("beta1", float, "VP β at t = 1 for ASBM (the paper's non-memoryless base)"),
     ("baseline-beta1", float, "VP β at t = 1 for the memoryless baseline"), ("sigma-v", float, "VP σ_v"),
+    ("score-scale", str, "score networks' output: sigma (σ_t·s, the regression target's scale: better images "
+                         "from small networks) or raw (s itself, the paper's)"),
     ("stage1-epochs", int, "maximum stage-1 epochs (paper 1000)"),
     ("am-epochs", int, "adjoint-matching epochs per stage-1 cycle"),
     ("cm-epochs", int, "corrector-matching epochs per stage-1 cycle"),
@@ -93,6 +97,7 @@ def build(args, data, stored=None):
     given in args overriding it; then the arch for data (Toy or Images) and validation."""
     image = data.shape != (2,)
     v = dict(stored) if stored else dict(IMAGE if image else TOY, sim_batch=SIM_BATCH)
+    v.setdefault("score_scale", "raw")  # a run stored before --score-scale existed is raw (Config.ScoreScale "")
     for k in KEYS:
         if getattr(args, k) is not None:
             v[k] = getattr(args, k)
@@ -121,6 +126,8 @@ def validate(c):
         raise ValueError("--forward-nfe, --cm-nfe and --stage2-nfe count time points and must be ≥ 2")
     if not (0 < c.lr < 1) or not (0 <= c.ema < 1) or not (0 <= c.distill_ema < 1):
         raise ValueError("--lr must be in (0, 1), --ema and --distill-ema in [0, 1)")
+    if c.score_scale not in ("sigma", "raw"):
+        raise ValueError(f"--score-scale is sigma or raw, got {c.score_scale!r}")
     c.vp, c.base_vp  # VP validates itself
     a = c.arch
     if a["kind"] == "unet":
@@ -131,7 +138,7 @@ def validate(c):
 
 
 def go_json(c, spec):
-    """c in the JSON layout of Go's train.Config (backend/train/config.go), for TestTorchDefaultsMatchGo."""
+    """c in the JSON layout of Go's train.Config (backend/train/config.go), for TestTorchTrainer/defaults."""
     a = c.arch
     arch = {"Kind": a["kind"], "Dim": a["dim"], "Hidden": c.hidden,
             "Layers": c.layers, "Fourier": c.fourier, "Channels": a.get("channels", 0),
@@ -141,6 +148,7 @@ def go_json(c, spec):
     return json.dumps({
         "data": spec, "seed": c.seed, "arch": arch, "lr": c.lr, "ema": c.ema, "batch": c.batch,
         "beta0": c.beta0, "beta1": c.beta1, "baseline_beta1": c.baseline_beta1, "sigma_v": c.sigma_v,
+        "score_scale": c.score_scale,
         "stage1": {"MaxEpochs": c.stage1_epochs, "AMEpochs": c.am_epochs, "CMEpochs": c.cm_epochs,
                    "EvalStart": c.eval_start, "EvalSamples": c.eval_samples, "Resample": c.resample,
                    "Buffer": c.buffer, "ForwardNFE": c.forward_nfe, "CMNFE": c.cm_nfe},

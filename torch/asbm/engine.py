@@ -109,6 +109,42 @@ class Frozen:
         return self.net(t, x)
 
 
+class SigmaScaled:
+    """A score-type network (score s_ψ, the baseline's score, the generator's s_ω) whose network outputs
+    σ_t·s, seen by the loops as the score s (backend/asbm/scaled.go; `--score-scale sigma`). The
+    bridge-matching and DSM losses are ‖σ_t s(t, x) − y‖² with y of size 1 at every t (asbm.md §3.2):
+    the network regresses y itself instead of learning outputs of size 1/σ_t near t = 0. eval divides
+    row i by σ_{t_i} of vp, the network's own base (model.SigmaScaled); step multiplies the regression
+    weight w_i by 1/σ_{t_i}, so the loss, its minimiser as a score and the reported values are those of
+    the raw parametrisation. Everything else (state, ema_state, …) is the wrapped model's: its weights
+    are the network's own, which the model file stores with meta score_scale "sigma"."""
+
+    def __init__(self, model, vp):
+        self.model, self.vp = model, vp
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def _inv(self, t):
+        """1/σ_t per row as float32 (model.VP.InvSigma in float64 from the float32 time, then rounded)."""
+        return self.vp.inv_sigma(t.to(torch.float64)).to(torch.float32)
+
+    @torch.no_grad()
+    def eval(self, t, x, ema=True):
+        f = self.model.eval(t, x, ema)
+        return f * self._inv(t).view(-1, *([1] * (f.dim() - 1)))
+
+    def step(self, t, x, w, y):
+        inv = self._inv(t)
+        return self.model.step(t, x, inv if w is None else w * inv, y)
+
+
+def score_type(model, vp, scale):
+    """model as the score it stands for under the run's --score-scale (backend/train Config.scoreModel
+    and scoreNet): SigmaScaled on vp for "sigma", model itself for "raw"."""
+    return SigmaScaled(model, vp) if scale == "sigma" else model
+
+
 def _to(obj, device):
     """A copy of a nested optimiser state with its tensors moved to device."""
     if isinstance(obj, torch.Tensor):

@@ -11,6 +11,7 @@ import torch
 
 from . import matchers as M
 from .dist import chunks, gather_chunks, stream
+from .engine import score_type
 
 
 class Buffer:
@@ -196,12 +197,13 @@ class _OneModel:
 
 class Stage2(_OneModel):
     """Backward stage (§3): with the EMA control frozen, each epoch simulates couplings fresh pairs
-    (x0 ~ data, x1 = forward SDE, §3.1) and takes stage2_passes shuffled passes of bridge matching."""
+    (x0 ~ data, x1 = forward SDE, §3.1) and takes stage2_passes shuffled passes of bridge matching.
+    Under --score-scale sigma the score network outputs σ_t·s on the ASBM base (engine.SigmaScaled)."""
 
     name = "stage2"
 
     def __init__(self, ctx, c, data, control, score):
-        super().__init__(ctx, c, score, c.stage2_epochs)
+        super().__init__(ctx, c, score_type(score, c.vp, c.score_scale), c.stage2_epochs)
         self.data, self.control = data, control
 
     def run_epoch(self):
@@ -220,12 +222,13 @@ class Stage2(_OneModel):
 
 class Baseline(_OneModel):
     """The memoryless score-matching baseline (runner.py train_score_matching): DSM on the β_1 = 20 base,
-    with stage 2's batch, steps and examples (couplings × passes fresh data rows per epoch, one pass)."""
+    with stage 2's batch, steps and examples (couplings × passes fresh data rows per epoch, one pass).
+    Under --score-scale sigma the network outputs σ_t·s with σ_t of the baseline's own base."""
 
     name = "baseline"
 
     def __init__(self, ctx, c, data, score):
-        super().__init__(ctx, c, score, c.stage2_epochs)
+        super().__init__(ctx, c, score_type(score, c.base_vp, c.score_scale), c.stage2_epochs)
         self.data = data
 
     def run_epoch(self):
@@ -242,13 +245,15 @@ class Distill(_OneModel):
     """One-step distillation by regression on PF-ODE pairs (§4.3(a); distill.go): each epoch draws
     distill_samples z ~ N(0, I), runs the teacher's Heun PF-ODE (EMA score and control,
     distill_ode_steps) and takes distill_passes passes of generator steps on g, which starts from the
-    teacher score (the code initialises s_ω from s_ψ, §4.2)."""
+    teacher score (the code initialises s_ω from s_ψ, §4.2). Under --score-scale sigma the teacher's
+    score and the generator's s_ω both output σ_t·s on the ASBM base (so the warm start keeps its
+    meaning): the teacher's is divided by σ_t, and the generator's weight σ_1²/α_1 becomes σ_1/α_1."""
 
     name = "distill"
 
     def __init__(self, ctx, c, shape, score, control, gen):
-        super().__init__(ctx, c, gen, c.distill_epochs)
-        self.shape, self.score, self.control = shape, score, control
+        super().__init__(ctx, c, score_type(gen, c.vp, c.score_scale), c.distill_epochs)
+        self.shape, self.score, self.control = shape, score_type(score, c.vp, c.score_scale), control
 
     def run_epoch(self):
         c, ctx, e = self.c, self.ctx, self.epoch

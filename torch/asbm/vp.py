@@ -59,6 +59,14 @@ class VP:
         v = self.sigma_v ** 2 * (1 - a * a)
         return v.clamp(min=0) if isinstance(v, torch.Tensor) else max(0.0, v)
 
+    def inv_sigma(self, t):
+        """1/σ_t with σ_t² floored at 1e-12 (model.VP.InvSigma): the factor that turns a σ-scaled
+        score network's output σ_t·s into the score s (engine.SigmaScaled)."""
+        v = self.sigma2(t)
+        if isinstance(v, torch.Tensor):
+            return 1 / torch.sqrt(v.clamp(min=1e-12))
+        return 1 / math.sqrt(max(v, 1e-12))
+
     def bridge(self, t):
         """(a, b, γ²) of p^base_{t|0,1}(x|x0, x1) = N(a x0 + b x1, γ² I) (§1.2); as the code
         (sdes.py sample_posterior) the variance's denominator gets +1e-8 and is clamped at 0."""
