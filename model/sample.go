@@ -405,7 +405,11 @@ func (s SigmaScaled) Eval(t, x, out []float32) {
 // SigmaScaledMeta reads a model file's "score_scale" metadata: "sigma" (its score-type networks output
 // σ_t·s, SampleOptions.SigmaScaled), "raw" or absent (they output s).
 func SigmaScaledMeta(f *weights.File) (bool, error) {
-	switch sc, _ := f.MetaString("score_scale"); sc {
+	sc, ok := f.MetaString("score_scale")
+	if v, present := f.Meta["score_scale"]; present && !ok {
+		return false, fmt.Errorf("score_scale in the model's metadata is %v, not a string (sigma or raw)", v)
+	}
+	switch sc {
 	case "", "raw":
 		return false, nil
 	case "sigma":

@@ -66,7 +66,7 @@ func TestSigmaScaledMeta(t *testing.T) {
 		v       any
 		want    bool
 		wantErr bool
-	}{{nil, false, false}, {"raw", false, false}, {"sigma", true, false}, {"eps", false, true}} {
+	}{{nil, false, false}, {"raw", false, false}, {"sigma", true, false}, {"eps", false, true}, {1.0, false, true}} {
 		f := &weights.File{Meta: map[string]any{}}
 		if c.v != nil {
 			f.Meta["score_scale"] = c.v
