@@ -147,49 +147,48 @@ func TestSampleCSVAndEngines(t *testing.T) {
 	// Each request twice: as trained (raw), then with the same weights read as a σ-scaled file
 	// (score_scale "sigma"): sample.CPU divides the networks by σ_t (modelfile.ScoreNet), the twin
 	// and the GPU scale the sampler's coefficients (SampleOptions.SigmaScaled).
-	rawRef := map[int][]float32{}
-	for i, r := range []sample.Request{
+	requests := []sample.Request{
 		{Net: "asbm", Sampler: "sde", NFE: 6, N: 300, Seed: 4},
 		{Net: "asbm", Sampler: "ode", NFE: 5, N: 300, Seed: 5},
 		{Net: "asbm", Sampler: "sde", NFE: 1, N: 300, Seed: 6},
 		{Net: "baseline", Sampler: "ode", NFE: 3, N: 300, Seed: 7},
-		{Net: "asbm", Sampler: "sde", NFE: 6, N: 300, Seed: 4},
-		{Net: "asbm", Sampler: "ode", NFE: 5, N: 300, Seed: 5},
-		{Net: "asbm", Sampler: "sde", NFE: 1, N: 300, Seed: 6},
-		{Net: "baseline", Sampler: "ode", NFE: 3, N: 300, Seed: 7},
-	} {
-		m.SigmaScaled = i >= 4
-		ref, err := sample.CPU(m, r, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !m.SigmaScaled {
-			rawRef[i+4] = ref
-		} else if d := maxAbsDiff(ref, rawRef[i]); d < 1e-6 { // the generator only by 1/σ_1 ≈ 1.07
-			t.Errorf("%+v: the σ-scaled reading changed the samples by only %g", r, d)
-		}
-		nets, vp := cpuNets, m.VP
-		if r.Net == "baseline" {
-			nets, vp = model.CPUNets{Score: m.Nets[modelfile.Baseline]}, m.BaseVP
-		}
-		twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
-			Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: m.SigmaScaled}, model.SampleHooks{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := maxAbsDiff(ref, twin); d > 1e-4 {
-			t.Errorf("%+v (σ-scaled %v): asbm vs model.SampleCPU differ by %g", r, m.SigmaScaled, d)
-		}
-		gpu, adapter, err := sample.GPU(m, r)
-		if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {
-			t.Logf("no WebGPU adapter: GPU comparison skipped")
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := maxAbsDiff(ref, gpu); d > 1e-4 {
-			t.Errorf("%+v (σ-scaled %v) on %s: CPU vs WGSL differ by %g", r, m.SigmaScaled, adapter, d)
+	}
+	rawRef := make([][]float32, len(requests))
+	for _, scaled := range []bool{false, true} {
+		m.SigmaScaled = scaled
+		for i, r := range requests {
+			ref, err := sample.CPU(m, r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !scaled {
+				rawRef[i] = ref
+			} else if d := maxAbsDiff(ref, rawRef[i]); d < 1e-6 { // the generator only by 1/σ_1 ≈ 1.07
+				t.Errorf("%+v: the σ-scaled reading changed the samples by only %g", r, d)
+			}
+			nets, vp := cpuNets, m.VP
+			if r.Net == "baseline" {
+				nets, vp = model.CPUNets{Score: m.Nets[modelfile.Baseline]}, m.BaseVP
+			}
+			twin, err := model.SampleCPU(nets.Nets(), model.SampleOptions{Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
+				Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: scaled}, model.SampleHooks{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxAbsDiff(ref, twin); d > 1e-4 {
+				t.Errorf("%+v (σ-scaled %v): asbm vs model.SampleCPU differ by %g", r, scaled, d)
+			}
+			gpu, adapter, err := sample.GPU(m, r)
+			if errors.Is(err, shaders.ErrNoAdapter) && os.Getenv("ASBM_REQUIRE_GPU") != "1" {
+				t.Logf("no WebGPU adapter: GPU comparison skipped")
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxAbsDiff(ref, gpu); d > 1e-4 {
+				t.Errorf("%+v (σ-scaled %v) on %s: CPU vs WGSL differ by %g", r, scaled, adapter, d)
+			}
 		}
 	}
 }

@@ -140,7 +140,7 @@ func (d *Device) runOps(ops []*op, err error) error {
 	if err != nil {
 		return err
 	}
-	return d.runImageOps(ops)
+	return d.runAll(ops)
 }
 
 // Concat runs channels.wgsl twice: dst (n×(ca+cb)×hw) holds a's ca channels then b's cb channels,

@@ -123,23 +123,6 @@ func (d *Device) groupNormBackwardOps(dx, dgamma, dbeta, dy, x, gamma, beta, mea
 // groupNormWG is the workgroup size of groupnorm_bwd_params.wgsl (one invocation per channel).
 const groupNormWG = 64
 
-// runImageOps records ops in one batch, in order, submits it and frees the ops' uniforms.
-func (d *Device) runImageOps(ops []*op) error {
-	defer func() {
-		for _, o := range ops {
-			o.release()
-		}
-	}()
-	b, err := d.begin()
-	if err != nil {
-		return err
-	}
-	for _, o := range ops {
-		b.run(o)
-	}
-	return b.submit()
-}
-
 // GroupNorm runs groupnorm.wgsl on x (n×c×height×width, NCHW): the c channels split into groups of
 // c/groups consecutive channels, each (sample, group) is normalised by its mean and biased variance
 // and each channel scaled and shifted, y = gamma[ch]·(x − μ)·rstd + beta[ch] with
@@ -165,6 +148,6 @@ func (d *Device) GroupNormBackward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd *
 		if err != nil {
 			return err
 		}
-		return d.runImageOps(ops)
+		return d.runAll(ops)
 	})
 }

@@ -306,8 +306,9 @@ func (d *Device) runOne(o *op) (err error) {
 	return b.submit()
 }
 
-// runAll records ops in one fresh batch, submits it and frees the ops after the work is queued.
-func (d *Device) runAll(ops []*op) (err error) {
+// runAll records ops in one fresh batch, in order, submits it and frees the ops' uniforms after the
+// work is queued.
+func (d *Device) runAll(ops []*op) error {
 	defer func() {
 		for _, o := range ops {
 			o.release()

@@ -52,14 +52,7 @@ func BenchmarkTrainStepKernels(b *testing.B) {
 	for range b.N {
 		for i, o := range ops {
 			c0 := processCPU()
-			bt, err := d.begin()
-			if err != nil {
-				b.Fatal(err)
-			}
-			bt.run(o)
-			if err := bt.submit(); err != nil {
-				b.Fatal(err)
-			}
+			submitAlone(b, d, o)
 			if err := d.wait(); err != nil {
 				b.Fatal(err)
 			}
