@@ -363,6 +363,93 @@ func TestKeepWeightsContinuesPhases(t *testing.T) {
 	}
 }
 
+// TestDistillFromModelFile distils a new generator from a finished model file (--distill-from):
+// the file's score, control and baseline are carried over bit for bit (the run rebuilds no earlier
+// phase), the generator is new, the metadata keeps the file's history and records the new
+// distillation's flags; --keep-weights continues the file's generator; bad combinations are usage
+// errors.
+func TestDistillFromModelFile(t *testing.T) {
+	dir := t.TempDir()
+	src := clitest.TrainTiny(t, dir)
+	before, err := weights.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same configuration reproduces the file's generator bit for bit: the teacher and the
+	// distillation's seed are the original run's.
+	same := filepath.Join(dir, "same.msgpack")
+	if code, _, stderr := runCLI(t, "train", "--distill-from", src, "--run", filepath.Join(dir, "run1"), "--out", same); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if f, err := weights.ReadFile(same); err != nil {
+		t.Fatal(err)
+	} else {
+		for i, tb := range before.Tensors {
+			if tb.Name != f.Tensors[i].Name || !bytes.Equal(tb.Data, f.Tensors[i].Data) {
+				t.Errorf("%s differs from the source file's although no flag changed", tb.Name)
+			}
+		}
+	}
+	out := filepath.Join(dir, "redistilled.msgpack")
+	code, _, stderr := runCLI(t, "train", "--distill-from", src, "--distill-epochs", "3", "--run", filepath.Join(dir, "run2"), "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	after, err := weights.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Tensors) != len(before.Tensors) {
+		t.Fatalf("%d tensors, the source has %d", len(after.Tensors), len(before.Tensors))
+	}
+	for i, tb := range before.Tensors {
+		same := tb.Name == after.Tensors[i].Name && bytes.Equal(tb.Data, after.Tensors[i].Data)
+		if strings.HasPrefix(tb.Name, modelfile.Gen) == same {
+			t.Errorf("%s: unchanged = %v after distilling from the file for 3 epochs", tb.Name, same)
+		}
+	}
+	if cmd, _ := after.MetaString("command"); !strings.Contains(cmd, "--distill-epochs 3") {
+		t.Errorf("command %q does not record the override", cmd)
+	}
+	log, _ := after.MetaString("training")
+	srcLog, _ := before.MetaString("training")
+	stage1, _, _ := strings.Cut(srcLog, "\n")
+	if !strings.HasPrefix(log, stage1+"\n") || !strings.Contains(log, "taken from "+src+" (--distill-from)") || !strings.Contains(log, "\ndistill: 3 epochs") {
+		t.Errorf("training metadata:\n%s", log)
+	}
+	// --keep-weights: the file's generator trained further at a vanishing learning rate stays put.
+	kept := filepath.Join(dir, "kept.msgpack")
+	if code, _, stderr := runCLI(t, "train", "--distill-from", src, "--keep-weights", "--lr", "1e-12", "--distill-epochs", "1",
+		"--run", filepath.Join(dir, "run3"), "--out", kept); code != 0 {
+		t.Fatalf("--keep-weights: exit %d: %s", code, stderr)
+	}
+	k, err := modelfile.Load(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := modelfile.Load(src)
+	for name, v := range b.Nets[modelfile.Gen].Params {
+		for i := range v {
+			if d := math.Abs(float64(v[i] - k.Nets[modelfile.Gen].Params[name][i])); d > 1e-6 {
+				t.Fatalf("--keep-weights: generator %s moved by %g at lr 1e-12: it did not start from the file's", name, d)
+			}
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--distill-from", src, "--resume", "--run", filepath.Join(dir, "run2")}, "does not take --resume"},
+		{[]string{"--distill-from", src, "--hidden", "7", "--run", filepath.Join(dir, "run4")}, "do not change the network flags"},
+		{[]string{"--distill-from", src, "--score-scale", "sigma", "--run", filepath.Join(dir, "run5")}, "cannot change here"},
+		{[]string{"--distill-from", filepath.Join(dir, "none.msgpack")}, "none.msgpack"},
+	} {
+		if code, _, stderr := runCLI(t, append([]string{"train"}, c.args...)...); code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("train %v: exit %d %q, want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
 // TestTrainAndSampleImages trains the tiny U-Net on MNIST through every phase and stop/resume,
 // then samples an image grid: the model file carries the U-Net arch, and the grid PNG has the
 // size the arch implies.

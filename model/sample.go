@@ -1,8 +1,8 @@
 package model
 
-// sample.go is the samplers: their options and hooks, the Engine interface, Run (the three samplers
+// sample.go is the samplers: their options and hooks, the Engine interface, Run (the four samplers
 // written out once, with progress, previews, pauses and chunks), the CPU engine and the chunk sizes.
-// It is a little over 500 lines because Run is the one place all of that meets.
+// It is about 580 lines because Run is the one place all of that meets.
 
 import (
 	"fmt"
@@ -20,9 +20,11 @@ const MaxSteps = 100000
 
 // SampleOptions selects a sampler (asbm.md §3.3) and the VP base it integrates (asbm.md §1.2).
 type SampleOptions struct {
-	Points int    // number of points n, 1 … MaxPoints
-	Steps  int    // N, 1 … MaxSteps; ignored by "gen"
-	Method string // "sde" (Euler–Maruyama backward SDE), "ode" (Heun PF-ODE) or "gen" (one step)
+	Points int // number of points n, 1 … MaxPoints
+	Steps  int // N, 1 … MaxSteps; ignored by "gen"
+	// Method is "sde" (Euler–Maruyama backward SDE), "ode" (Heun PF-ODE), "ancestral" (the
+	// base bridge's posterior at Tweedie's x̂_0, Run) or "gen" (one step).
+	Method string
 	Seed   uint64 // noise seed (NewNoise)
 
 	Beta0, Beta1, SigmaV float64 // β(t) = β0 + (β1−β0)t, g(t)² = σ_v²β(t)
@@ -31,6 +33,14 @@ type SampleOptions struct {
 	// (the scale of asbm.md §3.2's regression, σ_t s_ψ ≈ −ε): Run multiplies their coefficients by
 	// 1/σ_t (VP.InvSigma), so every engine samples such a file without touching the network.
 	SigmaScaled bool
+
+	// Denoise replaces the last step of "sde" and "ode", from t = 1/N to 0, by Tweedie's estimate
+	// x̂_0 = (x + σ_t² s(t, x))/α_t at t = 1/N: the mean of X_0 given X_t = x, exactly, for the
+	// minimiser s* of the score regression (asbm.md §3.2, s* = E[(α_t X_0 − x)/σ_t² | X_t = x]; the
+	// DSM score of the memoryless baseline likewise). An Euler step there leaves the noise the last
+	// interval should remove, which at N ≤ 8 is the grain of the samples. The ODE's last step then
+	// needs no control network. "gen" is unaffected (it is this estimate at t = 1 already).
+	Denoise bool
 
 	// X1, if not nil, is the start state x_1 (Points×dim) instead of a draw from the seed's stream.
 	X1 []float32
@@ -72,7 +82,7 @@ func (o SampleOptions) Validate(score, control, gen int) (int, error) {
 	}
 	var dims []int
 	switch o.Method {
-	case "sde", "ode":
+	case "sde", "ode", "ancestral":
 		if o.Steps < 1 || o.Steps > MaxSteps {
 			return 0, fmt.Errorf("sample: steps = %d, need 1 … %d", o.Steps, MaxSteps)
 		}
@@ -89,7 +99,7 @@ func (o SampleOptions) Validate(score, control, gen int) (int, error) {
 		}
 		dims = append(dims, gen)
 	default:
-		return 0, fmt.Errorf("sample: unknown method %q: use \"sde\", \"ode\" or \"gen\"", o.Method)
+		return 0, fmt.Errorf("sample: unknown method %q: use \"sde\", \"ode\", \"ancestral\" or \"gen\"", o.Method)
 	}
 	for _, d := range dims[1:] {
 		if d != dims[0] {
@@ -203,7 +213,16 @@ type Engine interface {
 //
 //	"sde": x ← x + Δ(½βx + g²s) + √(g²Δ)·ε_k, no noise on the last step (Euler–Maruyama);
 //	"ode": v(t, x) = −½β(t)x + ½g(t)²(u(t, x) − s(t, x)), Heun with a final Euler step;
-//	"gen": x_0 = (z + σ_1² G(1, z))/α_1 (asbm.md §4.2).
+//	"ancestral": x ← a·x̂_0 + b·x + γ·ε_k with x̂_0 = (x + σ_t² s)/α_t and (a, b, γ²) = VP.Posterior(t_{k+1}, t_k);
+//	"gen": x_0 = (z + σ_1² G(1, z))/α_1 (asbm.md §4.2);
+//
+// with o.Denoise the last step of "sde" and "ode" is x_0 = (x + σ_t² s(t, x))/α_t at t = 1/N instead.
+//
+// "ancestral" is DDPM's sampler carried to the bridge: the SB's path measure is a mixture of base
+// bridges (asbm.md §1.4), so given X_t = x and X_0 the state X_s (s < t) is the base bridge's
+// N(a X_0 + b x, γ²) whatever the coupling; the step puts Tweedie's E[X_0 | X_t = x] (exact for the
+// regression's minimiser, asbm.md §3.2) in place of X_0. Its last step (s = 0: a = 1, b = γ = 0) is
+// x̂_0 itself. Like "sde" it costs one score call a step and draws ε_k for k < N−1.
 //
 // s and G are the score and generator networks' outputs, divided by σ_t when o.SigmaScaled (folded
 // into the coefficients). Coefficients are computed in float64 and applied in float32 as
@@ -276,14 +295,19 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 		}
 		return 1
 	}
+	// tweedie(t) gives x̂_0 = a·x + b·(network output) = (x + σ_t² s(t, x))/α_t (SampleOptions.Denoise).
+	tweedie := func(t float64) (a, b float64) {
+		at := v.Alpha(t)
+		return 1 / at, v.Sigma2(t) / at * sc(t)
+	}
 	switch o.Method {
 	case "gen":
 		// x_0 = (z + σ_1² G(1, z)) / α_1 with z = x_1.
-		a1, s2 := v.Alpha(1), v.Sigma2(1)
+		a, b := tweedie(1)
 		steps := []func() error{
 			func() error { return e.SetTimes(1, 1) },
 			func() error { return evalNet(SlotGen, SlotX, 0) },
-			func() error { return e.Update(SlotNext, SlotX, SlotGen, SlotNone, f32(1/a1), f32(s2/a1*sc(1)), 0) },
+			func() error { return e.Update(SlotNext, SlotX, SlotGen, SlotNone, f32(a), f32(b), 0) },
 			func() error { return e.Copy(SlotX, SlotNext) },
 			func() error { return report(1, 1) },
 		}
@@ -292,29 +316,43 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 				return nil, err
 			}
 		}
-	case "sde":
-		// x ← x + Δ(½βx + g²s) + √(g²Δ)·ε_k, no noise on the last step.
+	case "sde", "ancestral":
+		// One score call a step, x ← a·x + b·s + c·ε_k, no noise on the last step:
+		//   sde:       a = 1 + ½βΔ, b = Δg², c = √(g²Δ);
+		//   ancestral: a·x̂_0 + b·x + γ·ε_k with x̂_0 = (x + σ_t² s)/α_t, i.e. a = b_p + a_p/α_t,
+		//              b = a_p σ_t²/α_t, c = γ for (a_p, b_p, γ²) = VP.Posterior(t_{k+1}, t_k).
 		N := o.Steps
 		dt := 1 / float64(N)
 		eps := make([]float32, n)
 		for k := 0; k < N; k++ {
 			tk := 1 - float64(k)/float64(N)
-			beta, g2 := v.Beta(tk), v.G2(tk)
+			var a, b, c float64
+			if o.Method == "sde" {
+				g2 := v.G2(tk)
+				a, b, c = 1+0.5*v.Beta(tk)*dt, dt*g2*sc(tk), math.Sqrt(g2*dt)
+				if k == N-1 && o.Denoise {
+					a, b = tweedie(tk)
+				}
+			} else {
+				pa, pb, pg2 := v.Posterior(1-float64(k+1)/float64(N), tk)
+				at := v.Alpha(tk)
+				a, b, c = pb+pa/at, pa*v.Sigma2(tk)/at*sc(tk), math.Sqrt(pg2)
+			}
 			if err := e.SetTimes(f32(tk), f32(tk)); err != nil {
 				return nil, err
 			}
-			z, c := SlotNone, 0.0
+			z := SlotNone
 			if k < N-1 {
 				rng.Fill(eps)
 				if err := e.SetNoise(eps); err != nil {
 					return nil, err
 				}
-				z, c = SlotNoise, math.Sqrt(g2*dt)
+				z = SlotNoise
 			}
 			if err := evalNet(SlotScore, SlotX, 0); err != nil {
 				return nil, err
 			}
-			if err := e.Update(SlotNext, SlotX, SlotScore, z, f32(1+0.5*beta*dt), f32(dt*g2*sc(tk)), f32(c)); err != nil {
+			if err := e.Update(SlotNext, SlotX, SlotScore, z, f32(a), f32(b), f32(c)); err != nil {
 				return nil, err
 			}
 			if err := e.Copy(SlotX, SlotNext); err != nil {
@@ -344,27 +382,37 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 			g2 := v.G2(t)
 			return e.Update(dst, x, ctrl, SlotScore, f32(-0.5*v.Beta(t)), f32(0.5*g2), f32(-0.5*g2*sc(t)))
 		}
+		// odeStep writes step k's result, from t_k to t_{k+1}, to SlotNext.
+		odeStep := func(k int, tk, tk1 float64) error {
+			if k == N-1 && o.Denoise {
+				a, b := tweedie(tk)
+				if err := evalNet(SlotScore, SlotX, 0); err != nil {
+					return err
+				}
+				return e.Update(SlotNext, SlotX, SlotScore, SlotNone, f32(a), f32(b), 0)
+			}
+			if err := velocity(SlotV1, SlotX, 0, tk); err != nil {
+				return err
+			}
+			if k == N-1 {
+				return e.Update(SlotNext, SlotX, SlotV1, SlotNone, 1, f32(-dt), 0)
+			}
+			// x̃ = x − Δ v(t_k, x); x ← x − ½Δ(v(t_k, x) + v(t_{k+1}, x̃)).
+			if err := e.Update(SlotTilde, SlotX, SlotV1, SlotNone, 1, f32(-dt), 0); err != nil {
+				return err
+			}
+			if err := velocity(SlotV2, SlotTilde, 1, tk1); err != nil {
+				return err
+			}
+			return e.Update(SlotNext, SlotX, SlotV1, SlotV2, 1, f32(-0.5*dt), f32(-0.5*dt))
+		}
 		for k := 0; k < N; k++ {
 			tk := 1 - float64(k)/float64(N)
 			tk1 := 1 - float64(k+1)/float64(N)
 			if err := e.SetTimes(f32(tk), f32(tk1)); err != nil {
 				return nil, err
 			}
-			if err := velocity(SlotV1, SlotX, 0, tk); err != nil {
-				return nil, err
-			}
-			if k < N-1 {
-				// x̃ = x − Δ v(t_k, x); x ← x − ½Δ(v(t_k, x) + v(t_{k+1}, x̃)).
-				if err := e.Update(SlotTilde, SlotX, SlotV1, SlotNone, 1, f32(-dt), 0); err != nil {
-					return nil, err
-				}
-				if err := velocity(SlotV2, SlotTilde, 1, tk1); err != nil {
-					return nil, err
-				}
-				if err := e.Update(SlotNext, SlotX, SlotV1, SlotV2, 1, f32(-0.5*dt), f32(-0.5*dt)); err != nil {
-					return nil, err
-				}
-			} else if err := e.Update(SlotNext, SlotX, SlotV1, SlotNone, 1, f32(-dt), 0); err != nil {
+			if err := odeStep(k, tk, tk1); err != nil {
 				return nil, err
 			}
 			if err := e.Copy(SlotX, SlotNext); err != nil {

@@ -92,3 +92,18 @@ func (v VP) Bridge(t float64) (a, b, gamma2 float64) {
 	}
 	return a, b, v.SigmaV * v.SigmaV * gamma2
 }
+
+// Posterior is the base bridge from 0 to t at s (0 ≤ s < t): X_s given X_0 = x0 and X_t = x is
+// N(a·x0 + b·x, γ²I), with κ = α_t/α_s the transition factor from s to t (asbm.md §1.2's bridge
+// with 1 replaced by t):
+//
+//	a = α_s(1−κ²)/(1−α_t²),  b = κ(1−α_s²)/(1−α_t²),  γ² = σ_v²(1−α_s²)(1−κ²)/(1−α_t²).
+func (v VP) Posterior(s, t float64) (a, b, gamma2 float64) {
+	as, at := v.Alpha(s), v.Alpha(t)
+	k := at / as
+	den := 1 - at*at
+	a = as * (1 - k*k) / den
+	b = k * (1 - as*as) / den
+	gamma2 = v.SigmaV * v.SigmaV * math.Max(0, (1-as*as)*(1-k*k)/den)
+	return a, b, gamma2
+}

@@ -65,6 +65,19 @@ func literalSampleTo(nets model.CPUNets, o model.SampleOptions, stop int) []floa
 	}
 	N := o.Steps
 	dt := 1 / float64(N)
+	// alpha is α_t = exp(−½∫_0^t β) and s2 is σ_t² = σ_v²(1 − α_t²) (asbm.md §1.2).
+	alpha := func(t float64) float64 { return math.Exp(-0.25 * t * (beta(t) + o.Beta0)) }
+	s2 := func(t float64) float64 { return o.SigmaV * o.SigmaV * (1 - alpha(t)*alpha(t)) }
+	// x0hat is Tweedie's estimate (x + σ_t² s(t, x))/α_t, the denoising step and the ancestral
+	// sampler's prediction.
+	x0hat := func(t float64, x []float64) []float64 {
+		s := net(nets.Score, t, x)
+		out := make([]float64, len(x))
+		for i := range x {
+			out[i] = (x[i] + s2(t)*s[i]) / alpha(t)
+		}
+		return out
+	}
 	switch o.Method {
 	case "gen":
 		if stop < 1 {
@@ -76,9 +89,32 @@ func literalSampleTo(nets model.CPUNets, o model.SampleOptions, stop int) []floa
 		for i := range x {
 			x[i] = (x[i] + s1*gz[i]) / a1
 		}
+	case "ancestral":
+		// X_s given X_0 and X_t is the base bridge N(a X_0 + b X_t, γ²) with κ = α_t/α_s.
+		for k := 0; k < min(N, stop); k++ {
+			t, s := 1-float64(k)/float64(N), 1-float64(k+1)/float64(N)
+			at, as := alpha(t), alpha(s)
+			kap := at / as
+			a := as * (1 - kap*kap) / (1 - at*at)
+			b := kap * (1 - as*as) / (1 - at*at)
+			gam := o.SigmaV * math.Sqrt(math.Max(0, (1-as*as)*(1-kap*kap)/(1-at*at)))
+			x0 := x0hat(t, x)
+			for i := range x {
+				x[i] = a*x0[i] + b*x[i]
+			}
+			if k < N-1 {
+				for i := range x {
+					x[i] += gam * float64(float32(r.NormFloat64()))
+				}
+			}
+		}
 	case "sde":
 		for k := 0; k < min(N, stop); k++ {
 			tk := 1 - float64(k)/float64(N)
+			if k == N-1 && o.Denoise {
+				copy(x, x0hat(tk, x))
+				break
+			}
 			b, g := beta(tk), g2(tk)
 			s := net(nets.Score, tk, x)
 			for i := range x {
@@ -101,6 +137,10 @@ func literalSampleTo(nets model.CPUNets, o model.SampleOptions, stop int) []floa
 		}
 		for k := 0; k < min(N, stop); k++ {
 			tk, tk1 := 1-float64(k)/float64(N), 1-float64(k+1)/float64(N)
+			if k == N-1 && o.Denoise {
+				copy(x, x0hat(tk, x))
+				break
+			}
 			v1 := v(tk, x)
 			xt := make([]float64, n)
 			for i := range x {
@@ -126,8 +166,11 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		method  string
 		steps   int
 		control bool
-	}{{"sde", 17, false}, {"ode", 11, true}, {"ode", 6, false}, {"gen", 1, false}, {"sde", 1, false}, {"ode", 1, true}} {
-		o := model.SampleOptions{Points: 50, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		denoise bool
+	}{{"sde", 17, false, false}, {"ode", 11, true, false}, {"ode", 6, false, false}, {"gen", 1, false, false},
+		{"sde", 1, false, false}, {"ode", 1, true, false}, {"sde", 9, false, true}, {"ode", 7, true, true},
+		{"sde", 1, false, true}, {"ancestral", 13, false, false}, {"ancestral", 1, false, false}} {
+		o := model.SampleOptions{Points: 50, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1, Denoise: c.denoise}
 		n := nets
 		if !c.control {
 			n.Control = nil
@@ -168,9 +211,9 @@ func TestSampleCPUMatchesLiteral(t *testing.T) {
 		for i := range base {
 			moved = math.Max(moved, math.Abs(base[i]-want[i]))
 		}
-		t.Logf("%s N=%d control=%v: max|model.SampleCPU − literal| = %.3g; networks move points by up to %.3g", c.method, c.steps, c.control, diff, moved)
+		t.Logf("%s N=%d control=%v denoise=%v: max|model.SampleCPU − literal| = %.3g; networks move points by up to %.3g", c.method, c.steps, c.control, c.denoise, diff, moved)
 		if diff > sampleTol || math.IsNaN(diff) {
-			t.Errorf("%s N=%d control=%v: max abs diff %.3g > %g", c.method, c.steps, c.control, diff, sampleTol)
+			t.Errorf("%s N=%d control=%v denoise=%v: max abs diff %.3g > %g", c.method, c.steps, c.control, c.denoise, diff, sampleTol)
 		}
 		if moved < 1e-2 {
 			t.Errorf("%s: the networks barely change the samples (%.3g); the test is too weak", c.method, moved)
@@ -201,8 +244,10 @@ func TestSampleGPUMatchesCPU(t *testing.T) {
 		steps   int
 		points  int
 		control bool
-	}{{"sde", 20, 37, false}, {"ode", 12, 37, true}, {"ode", 5, 64, false}, {"gen", 1, 301, false}, {"sde", 1, 5, false}} {
-		o := model.SampleOptions{Points: c.points, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1}
+		denoise bool
+	}{{"sde", 20, 37, false, false}, {"ode", 12, 37, true, false}, {"ode", 5, 64, false, false}, {"gen", 1, 301, false, false},
+		{"sde", 1, 5, false, false}, {"sde", 6, 37, false, true}, {"ode", 4, 37, true, true}, {"ancestral", 9, 37, false, false}} {
+		o := model.SampleOptions{Points: c.points, Steps: c.steps, Method: c.method, Seed: seed, Beta0: 0.1, Beta1: 4, SigmaV: 1, Denoise: c.denoise}
 		g, cpu := gn, cn
 		if !c.control {
 			g.Control, cpu.Control = nil, nil

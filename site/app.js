@@ -34,7 +34,7 @@ const BASE = new URL('./', import.meta.url);
 const $ = (id) => document.getElementById(id);
 const ui = {
   model: $('model'), nfe: $('nfe'), nfeValue: $('nfe-value'), nfeLabel: $('nfe-label'),
-  sampler: $('sampler'), seed: $('seed'), generate: $('generate'), download: $('download'),
+  sampler: $('sampler'), denoise: $('denoise'), seed: $('seed'), generate: $('generate'), download: $('download'),
   progress: $('progress'), timing: $('timing'), status: $('status'), message: $('message'),
   canvas: $('plot'), form: $('controls'), clearCache: $('clear-cache'),
   grid: $('grid'), gridField: $('grid-field'), caption: $('caption'), deviceInfo: $('device-info'),
@@ -46,6 +46,7 @@ if (GRIDS.includes(params.get('grid'))) ui.grid.value = params.get('grid');
 let info = null;   // what asbm.load returned for the current model
 let busy = false;
 let last = null;   // {nfe, sampler, seed, grid}
+let samplerPicked = false; // the visitor chose a sampler: keep it across models
 let models = [];   // what listModels returned
 let warm = null;   // the current model's warm-up result, or null
 // Generate times of the current model by setting (timingText): {first: ms of the cold run, warm: [ms…]}.
@@ -90,6 +91,9 @@ function noWebGPUText() {
   return t;
 }
 
+// defaultSampler is the sampler a model kind starts with (the widget's rule too).
+function defaultSampler(image) { return image ? 'ancestral' : 'sde'; }
+
 function updateNFELabel() {
   const n = Number(ui.nfe.value);
   ui.nfeValue.textContent = String(n);
@@ -97,10 +101,14 @@ function updateNFELabel() {
     ui.nfeLabel.textContent = '1 = distilled one-step generator';
   } else if (ui.sampler.value === 'ode') {
     ui.nfeLabel.textContent = `${n} Heun steps of the probability-flow ODE`;
+  } else if (ui.sampler.value === 'ancestral') {
+    ui.nfeLabel.textContent = `${n} ancestral steps (the bridge's posterior at the predicted image)`;
   } else {
     ui.nfeLabel.textContent = `${n} Euler–Maruyama steps of the backward SDE`;
   }
   ui.sampler.disabled = n === 1;
+  // The ancestral sampler's last step is the denoising step already; NFE 1 is the generator.
+  ui.denoise.disabled = n === 1 || ui.sampler.value === 'ancestral';
 }
 
 // --- drawing (plot.js) ------------------------------------------------------------------------
@@ -265,7 +273,11 @@ async function loadModel(value) {
   const hasGen = info.nets.includes('gen');
   const hasODE = info.samplers.includes('ode');
   ui.sampler.querySelector('option[value=ode]').disabled = !hasODE;
-  if (!hasODE) ui.sampler.value = 'sde';
+  // Until the visitor picks one, each kind of model gets its better sampler at few steps: the
+  // ancestral one for images, the SDE for the 2-D toys, whose spread it keeps (README, "Samplers at
+  // few steps").
+  if (!samplerPicked) ui.sampler.value = defaultSampler(isImage());
+  if (!hasODE && ui.sampler.value === 'ode') ui.sampler.value = defaultSampler(isImage());
   if (!hasGen && Number(ui.nfe.value) === 1) { ui.nfe.value = '8'; }
   ui.nfe.min = hasGen ? '1' : '2';
   updateNFELabel();
@@ -297,7 +309,7 @@ async function generate() {
   setState('busy');
   clearError();
   status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
-  const opts = { nfe, seed, sampler, device: chooseDevice() };
+  const opts = { nfe, seed, sampler, denoise: ui.denoise.checked, device: chooseDevice() };
   let previews = 0;
   if (image) {
     opts.n = g * g;
@@ -320,7 +332,9 @@ async function generate() {
       ms: r.ms, adapter: r.adapter, method: r.method, steps: r.steps, seed: r.seed, n: r.n,
       device: r.device, first: r.first, shape: r.shape || null,
     };
-    const how = `${r.method === 'gen' ? 'one-step generator' : r.method === 'ode' ? 'PF-ODE (Heun)' : 'backward SDE'}` +
+    const names = { gen: 'one-step generator', ode: 'PF-ODE (Heun)', sde: 'backward SDE', ancestral: 'ancestral sampler' };
+    const denoised = (r.method === 'sde' || r.method === 'ode') && opts.denoise ? ' + denoising step' : '';
+    const how = `${names[r.method] || r.method}${denoised}` +
       `, NFE ${nfe}, seed ${seed} · ${r.adapter}`;
     if (image) {
       window.asbmLastImages = r.images;
@@ -390,7 +404,7 @@ async function clearWeights() {
 async function main() {
   setState('loading');
   ui.nfe.addEventListener('input', updateNFELabel);
-  ui.sampler.addEventListener('change', updateNFELabel);
+  ui.sampler.addEventListener('change', () => { samplerPicked = true; updateNFELabel(); });
   ui.form.addEventListener('submit', (e) => { e.preventDefault(); generate(); });
   ui.download.addEventListener('click', downloadPNG);
   ui.model.addEventListener('change', () => loadModel(ui.model.value));

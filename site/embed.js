@@ -1,5 +1,5 @@
 // The /embed page: one <asbm-generator> filling the frame, configured by the query string
-// (?model=NAME&nfe=N&seed=S&sampler=sde|ode&grid=1|2|4|8). Invalid values are dropped, so the
+// (?model=NAME&nfe=N&seed=S&sampler=sde|ode|ancestral&denoise=true&grid=1|2|4|8). Invalid values are dropped, so the
 // element's defaults apply rather than an error.
 import './widget.js';
 
@@ -11,6 +11,7 @@ for (const [name, hi] of [['nfe', 100], ['seed', Number.MAX_SAFE_INTEGER]]) {
   const v = Number(q.get(name));
   if (q.has(name) && Number.isInteger(v) && v >= 0 && v <= hi) el.setAttribute(name, String(v));
 }
-if (['sde', 'ode'].includes(q.get('sampler'))) el.setAttribute('sampler', q.get('sampler'));
+if (['sde', 'ode', 'ancestral'].includes(q.get('sampler'))) el.setAttribute('sampler', q.get('sampler'));
+if (q.get('denoise') === 'true') el.setAttribute('denoise', 'true');
 if (['1', '2', '4', '8'].includes(q.get('grid'))) el.setAttribute('grid', q.get('grid'));
 document.body.append(el);

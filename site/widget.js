@@ -2,6 +2,8 @@
 //
 //   <script type="module" src="https://HOST/widget.js"></script>
 //   <asbm-generator model="8gaussians" nfe="1" seed="0" sampler="ode"></asbm-generator>
+//   (sampler: sde, ode or ancestral, by default ancestral for images and sde for 2-D models;
+//   denoise="true" ends the SDE and the ODE with Tweedie's x0)
 //   <asbm-generator model="digits" nfe="8" grid="2"></asbm-generator>
 //
 // Each element draws samples of the named model (same drawing as the page, plot.js) with a
@@ -209,7 +211,11 @@ export class ASBMGenerator extends HTMLElement {
     if (this.dataset.state === 'busy' || !this.model) return;
     const nfe = Number(this.slider.value);
     const seed = intAttr(this, 'seed', 0, 0, Number.MAX_SAFE_INTEGER);
-    const sampler = this.getAttribute('sampler') === 'ode' ? 'ode' : 'sde';
+    // By default the better sampler at few steps for the kind of model (README, "Samplers at few
+    // steps"): ancestral for images, the SDE for the 2-D toys, whose spread it keeps.
+    const asked = this.getAttribute('sampler');
+    const sampler = ['sde', 'ode', 'ancestral'].includes(asked) ? asked : this.isImage() ? 'ancestral' : 'sde';
+    const denoise = this.getAttribute('denoise') === 'true';
     const image = this.isImage();
     const g = gridAttr(this);
     this.dataset.state = 'busy';
@@ -218,7 +224,7 @@ export class ASBMGenerator extends HTMLElement {
     try {
       const r = await exclusive(async () => {
         await this.ensureLoaded(false);
-        const opt = { nfe, seed, sampler };
+        const opt = { nfe, seed, sampler, denoise };
         if (image) {
           opt.n = g * g;
           opt.preview = Math.max(1, Math.round(nfe / 8));

@@ -34,7 +34,8 @@ type request struct {
 	nfe, points int
 	nSet        bool // points came from the caller (n or points), not the default
 	seed        uint64
-	sampler     string // "sde" or "ode"; ignored when nfe is 1
+	sampler     string // "sde", "ode" or "ancestral"; ignored when nfe is 1
+	denoise     bool   // model.SampleOptions.Denoise (default false, the paper's samplers)
 	device      string // "cpu" runs the CPU path, "gpu" WebGPU, "" either as loaded
 	simd        bool   // the CPU path may use the SIMD kernels (false: the plain-Go reference)
 	preview     int    // image models: hand the state to the progress callback every preview steps; 0 never
@@ -89,10 +90,16 @@ func parseRequest(args []js.Value) (request, error) {
 	}
 	r.nfe, r.points, r.nSet, r.seed, r.preview = int(nfe), int(points), pSet || nSet, uint64(seed), int(preview)
 	if v := o.Get("sampler"); v.Type() != js.TypeUndefined {
-		if v.Type() != js.TypeString || (v.String() != "sde" && v.String() != "ode") {
-			return r, fmt.Errorf(`generate: sampler must be "sde" (backward SDE) or "ode" (PF-ODE, Heun), got %s`, jsString(v))
+		if v.Type() != js.TypeString || (v.String() != "sde" && v.String() != "ode" && v.String() != "ancestral") {
+			return r, fmt.Errorf(`generate: sampler must be "sde" (backward SDE), "ode" (PF-ODE, Heun) or "ancestral", got %s`, jsString(v))
 		}
 		r.sampler = v.String()
+	}
+	if v := o.Get("denoise"); v.Type() != js.TypeUndefined {
+		if v.Type() != js.TypeBoolean {
+			return r, fmt.Errorf("generate: denoise must be true or false, got %s", jsString(v))
+		}
+		r.denoise = v.Bool()
 	}
 	if v := o.Get("onProgress"); v.Type() != js.TypeUndefined && v.Type() != js.TypeNull {
 		if v.Type() != js.TypeFunction {
@@ -202,7 +209,7 @@ func generate(args []js.Value) (any, error) {
 		}
 	}
 	o := model.SampleOptions{Points: req.points, Steps: req.nfe, Method: req.sampler, Seed: req.seed,
-		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV, SigmaScaled: m.sigmaScaled}
+		Beta0: m.beta0, Beta1: m.beta1, SigmaV: m.sigmaV, SigmaScaled: m.sigmaScaled, Denoise: req.denoise}
 	if req.nfe == 1 {
 		o.Method, o.Steps = "gen", 1
 		if m.cpu.Gen == nil {

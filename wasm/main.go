@@ -14,8 +14,10 @@
 //	        // on the CPU path {simd: false} (also for generate and warmup) runs the plain-Go kernels
 //	await asbm.params("gen")                         // {name: Float32Array}: the network's parameters
 //
-// nfe 1 runs the distilled one-step generator; nfe 2…100 runs the backward SDE ("sde") or the
-// Heun PF-ODE ("ode") with nfe steps (asbm.md §3.3; the shared sampling conventions). The noise
+// nfe 1 runs the distilled one-step generator; nfe 2…100 runs the backward SDE ("sde"), the
+// Heun PF-ODE ("ode") (asbm.md §3.3; the shared sampling conventions) or the ancestral sampler
+// ("ancestral", model.Run) with nfe steps; {denoise: true} ends the SDE and the ODE with Tweedie's
+// x0 instead of the paper's Euler step (model.SampleOptions.Denoise). The noise
 // comes from the same seeded Go PRNG as `backend sample`, so a seed gives the same samples here and
 // there.
 //
@@ -473,7 +475,7 @@ func (c *client) info() map[string]any {
 	var nets, samplers []any
 	if m.cpu.Score != nil {
 		nets = append(nets, "score")
-		samplers = append(samplers, "sde")
+		samplers = append(samplers, "sde", "ancestral")
 	}
 	if m.cpu.Control != nil {
 		nets = append(nets, "control")

@@ -31,20 +31,21 @@ func TestParseRequestAccepts(t *testing.T) {
 	r := newRand()
 	for i := 0; i < 50; i++ {
 		nfe, pts, seed := 1+r.IntN(maxNFE), 1+r.IntN(maxPoints), r.Uint64N(maxSeed+1)
-		sampler := []string{"sde", "ode"}[r.IntN(2)]
+		sampler := []string{"sde", "ode", "ancestral"}[r.IntN(3)]
 		dev := []string{"gpu", "cpu"}[r.IntN(2)]
-		o := js.ValueOf(map[string]any{"nfe": nfe, "points": pts, "seed": float64(seed), "sampler": sampler, "device": dev})
+		denoise := r.IntN(2) == 0
+		o := js.ValueOf(map[string]any{"nfe": nfe, "points": pts, "seed": float64(seed), "sampler": sampler, "device": dev, "denoise": denoise})
 		req, err := parseRequest([]js.Value{o})
 		if err != nil {
 			t.Fatalf("parseRequest(nfe %d points %d seed %d): %v", nfe, pts, seed, err)
 		}
-		if req.nfe != nfe || req.points != pts || req.seed != seed || req.sampler != sampler || req.device != dev {
-			t.Fatalf("parsed %+v, want nfe %d points %d seed %d sampler %s device %s", req, nfe, pts, seed, sampler, dev)
+		if req.nfe != nfe || req.points != pts || req.seed != seed || req.sampler != sampler || req.device != dev || req.denoise != denoise {
+			t.Fatalf("parsed %+v, want nfe %d points %d seed %d sampler %s device %s denoise %v", req, nfe, pts, seed, sampler, dev, denoise)
 		}
 	}
 	// Defaults.
 	req, err := parseRequest([]js.Value{js.ValueOf(map[string]any{})})
-	if err != nil || req.nfe != 1 || req.points != 2000 || req.seed != 0 || req.sampler != "sde" || req.device != "" {
+	if err != nil || req.nfe != 1 || req.points != 2000 || req.seed != 0 || req.sampler != "sde" || req.device != "" || req.denoise {
 		t.Errorf("defaults: %+v, %v", req, err)
 	}
 }
@@ -66,6 +67,7 @@ func TestParseRequestRejects(t *testing.T) {
 		{map[string]any{"points": 10001}, "points must be an integer in [1, 10000]"},
 		{map[string]any{"sampler": "euler"}, `sampler must be "sde"`},
 		{map[string]any{"sampler": 3}, `sampler must be "sde"`},
+		{map[string]any{"denoise": "yes"}, "denoise must be true or false"},
 		{map[string]any{"device": "tpu"}, `device must be "gpu" or "cpu"`},
 		{nil, "options must be an object"},
 		{"nfe=4", "options must be an object"},
@@ -308,7 +310,9 @@ func TestGenerateImagesCPU(t *testing.T) {
 		nfe     int
 		sampler string
 		method  string
-	}{{1, "sde", "gen"}, {2 + r.IntN(5), "sde", "sde"}, {2 + r.IntN(5), "ode", "ode"}} {
+		denoise bool
+	}{{1, "sde", "gen", true}, {2 + r.IntN(5), "sde", "sde", true}, {2 + r.IntN(5), "ode", "ode", true},
+		{2 + r.IntN(5), "sde", "sde", false}, {2 + r.IntN(5), "ode", "ode", false}, {2 + r.IntN(5), "ancestral", "ancestral", true}} {
 		n, seed, every := 1+r.IntN(5), r.Uint64N(1<<40), 1+r.IntN(3)
 		var steps, previews []int
 		infoSeen := false
@@ -329,7 +333,7 @@ func TestGenerateImagesCPU(t *testing.T) {
 			return nil
 		})
 		res, err := generate([]js.Value{js.ValueOf(map[string]any{"nfe": c.nfe, "sampler": c.sampler, "seed": float64(seed),
-			"n": n, "device": "cpu", "preview": every, "onProgress": cb})})
+			"n": n, "device": "cpu", "preview": every, "onProgress": cb, "denoise": c.denoise})})
 		cb.Release()
 		if err != nil {
 			t.Fatalf("%s: %v", c.method, err)
@@ -349,7 +353,7 @@ func TestGenerateImagesCPU(t *testing.T) {
 		}
 		got := goFloats(rv.Get("images"))
 		want, err := model.SampleCPU(cpu.Nets(), model.SampleOptions{Points: n, Steps: c.nfe, Method: c.method, Seed: seed,
-			Beta0: 0.1, Beta1: 4, SigmaV: 1, SigmaScaled: true}, model.SampleHooks{})
+			Beta0: 0.1, Beta1: 4, SigmaV: 1, SigmaScaled: true, Denoise: c.denoise}, model.SampleHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,23 +38,43 @@ func checkSampler(score Net, vp VP, x []float32, steps int) (int, error) {
 	return rowsOf(x, score.Dim())
 }
 
-// sampleModel runs model.SampleCPU, the project's one sampler (asbm.md §3.3), from the given x_1 with
-// the given noise stream, reporting every step to cb.
-func sampleModel(nets model.Nets, vp VP, method string, x []float32, steps int, noise *Noise, cb Callback) ([]float32, error) {
+// SampleConfig selects one of the project's samplers (model.Run, asbm.md §3.3) for Sample.
+type SampleConfig struct {
+	Method string // "sde", "ode", "ancestral" or "gen" (model.SampleOptions.Method)
+	Steps  int    // N; 1 for "gen"
+	// Denoise ends "sde" and "ode" with Tweedie's x̂_0 at t = 1/N instead of an Euler step
+	// (model.SampleOptions.Denoise).
+	Denoise bool
+	Noise   *Noise   // the stream of "sde" and "ancestral" (x_1 comes from the caller); may be nil for "ode", "gen" and N = 1
+	Cb      Callback // optional
+}
+
+// Sample runs model.SampleCPU, the project's one sampler (asbm.md §3.3), on nets from the given x_1
+// (not modified) with the settings of c, and returns x_0 as a new slice. SampleSDE, SampleODE and
+// Generate are its paper-convention forms (Denoise false).
+func Sample(nets model.Nets, vp VP, x []float32, c SampleConfig) ([]float32, error) {
 	first := nets.Score
-	if method == "gen" {
+	if c.Method == "gen" {
 		first = nets.Gen
 	}
-	n, err := checkSampler(first, vp, x, steps)
+	n, err := checkSampler(first, vp, x, c.Steps)
 	if err != nil {
 		return nil, err
 	}
+	noise := c.Noise
 	if noise == nil {
-		noise = NewNoise(0) // "ode" and "gen" draw nothing; the SDE checked its noise
+		if (c.Method == "sde" || c.Method == "ancestral") && c.Steps > 1 {
+			return nil, errors.New("the SDE needs a noise stream")
+		}
+		noise = NewNoise(0) // "ode" and "gen" draw nothing, nor does a one-step SDE
 	}
-	o := model.SampleOptions{Points: n, Steps: steps, Method: method, Beta0: vp.Beta0, Beta1: vp.Beta1,
-		SigmaV: vp.SigmaV, X1: x, Noise: noise}
+	if nets.Control != nil && first != nil && nets.Control.Dim() != first.Dim() {
+		return nil, fmt.Errorf("control has dimension %d, score %d", nets.Control.Dim(), first.Dim())
+	}
+	o := model.SampleOptions{Points: n, Steps: c.Steps, Method: c.Method, Beta0: vp.Beta0, Beta1: vp.Beta1,
+		SigmaV: vp.SigmaV, Denoise: c.Denoise, X1: x, Noise: noise}
 	var h model.SampleHooks
+	cb := c.Cb
 	if cb != nil {
 		h = model.SampleHooks{PreviewEvery: 1, Progress: func(step, total int, xs []float32) error {
 			if step > 0 && xs != nil {
@@ -68,7 +88,7 @@ func sampleModel(nets model.Nets, vp VP, method string, x []float32, steps int, 
 		return nil, err
 	}
 	if cb != nil {
-		cb(steps, 0, out) // previews stop before the last step
+		cb(c.Steps, 0, out) // previews stop before the last step
 	}
 	return out, nil
 }
@@ -82,10 +102,7 @@ func sampleModel(nets model.Nets, vp VP, method string, x []float32, steps int, 
 // drawing ε_k (n×dim, row-major) from noise for k < N−1 only. x (the prior samples x1) is not
 // modified; the result x0 is a new slice. noise may be nil when steps = 1.
 func SampleSDE(score Net, vp VP, x []float32, steps int, noise *Noise, cb Callback) ([]float32, error) {
-	if noise == nil && steps > 1 {
-		return nil, errors.New("SampleSDE: nil noise")
-	}
-	out, err := sampleModel(model.Nets{Score: score}, vp, "sde", x, steps, noise, cb)
+	out, err := Sample(model.Nets{Score: score}, vp, x, SampleConfig{Method: "sde", Steps: steps, Noise: noise, Cb: cb})
 	if err != nil {
 		return nil, fmt.Errorf("SampleSDE: %w", err)
 	}
@@ -98,14 +115,7 @@ func SampleSDE(score Net, vp VP, x []float32, steps int, noise *Noise, cb Callba
 // x ← x − ½Δ(v(t_k, x) + v(t_{k+1}, x̃)), else x ← x̃. control nil means u ≡ 0 (the memoryless
 // baseline). It draws no noise; x is not modified and the result is a new slice.
 func SampleODE(score, control Net, vp VP, x []float32, steps int, cb Callback) ([]float32, error) {
-	nets := model.Nets{Score: score}
-	if control != nil {
-		if score != nil && control.Dim() != score.Dim() {
-			return nil, fmt.Errorf("SampleODE: control has dimension %d, score %d", control.Dim(), score.Dim())
-		}
-		nets.Control = control
-	}
-	out, err := sampleModel(nets, vp, "ode", x, steps, nil, cb)
+	out, err := Sample(model.Nets{Score: score, Control: control}, vp, x, SampleConfig{Method: "ode", Steps: steps, Cb: cb})
 	if err != nil {
 		return nil, fmt.Errorf("SampleODE: %w", err)
 	}
@@ -129,7 +139,7 @@ func SampleODETrajectory(score, control Net, vp VP, x []float32, steps int) ([][
 // model.Run): x0 = (z + σ_1²·gen(1, z))/α_1, a Tweedie-style x0-prediction through p^base_{1|0}. z is
 // not modified.
 func Generate(gen Net, vp VP, z []float32) ([]float32, error) {
-	out, err := sampleModel(model.Nets{Gen: gen}, vp, "gen", z, 1, nil, nil)
+	out, err := Sample(model.Nets{Gen: gen}, vp, z, SampleConfig{Method: "gen", Steps: 1})
 	if err != nil {
 		return nil, fmt.Errorf("Generate: %w", err)
 	}

@@ -27,14 +27,25 @@ import (
 // evalNFEs are the step counts of the quality table (issue 2; asbm.md §6.3.4).
 var evalNFEs = []int{1, 2, 4, 8, 16, 32, 100}
 
-// evalMethods are the table's rows: ASBM with both samplers, the distilled generator (NFE 1 only),
-// and the memoryless baseline with both samplers.
+// evalMethods are the table's rows: ASBM with its three samplers, the distilled generator (NFE 1
+// only), and the memoryless baseline with the same three samplers.
 var evalMethods = []struct{ name, net, sampler string }{
 	{"asbm-sde", "asbm", "sde"},
 	{"asbm-ode", "asbm", "ode"},
+	{"asbm-ancestral", "asbm", "ancestral"},
 	{"distilled", "asbm", "gen"},
 	{"baseline-sde", "baseline", "sde"},
 	{"baseline-ode", "baseline", "ode"},
+	{"baseline-ancestral", "baseline", "ancestral"},
+}
+
+// methodNames lists evalMethods' names.
+func methodNames() []string {
+	var s []string
+	for _, me := range evalMethods {
+		s = append(s, me.name)
+	}
+	return s
 }
 
 // evalReport is what `backend eval --json` prints.
@@ -45,6 +56,7 @@ type evalReport struct {
 	Projections int     `json:"projections"`
 	Seed        uint64  `json:"seed"`
 	NFE         []int   `json:"nfe"`
+	Denoise     bool    `json:"denoise"`   // the SDE and ODE rows end with Tweedie's x0 (sample.Request.Denoise)
 	SWDFloor    float64 `json:"swd_floor"` // SWD between two held-out sets of the same size: the noise floor
 	// SWD[method][i] is the sliced-Wasserstein-2 distance to held-out data at NFE[i]; null where the
 	// method has no such NFE (the distilled generator is one step).
@@ -86,6 +98,7 @@ func Command(args []string, stdout io.Writer) error {
 	pathSteps := fs.Int("path-steps", 200, "Heun steps of the straightness trajectories")
 	pathPoints := fs.Int("path-points", 500, "trajectories for straightness")
 	pairs := fs.Int("pairs", 1500, "points of the coupling, Sinkhorn and inversion tests")
+	denoise := fs.Bool("denoise", false, sample.DenoiseUsage)
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return withImageEvalHelp(err)
 	}
@@ -109,7 +122,7 @@ func Command(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: its data set %q: %v", *path, m.Dataset(), err)
 	}
 	start := time.Now()
-	rep, err := evaluate(m, toy, evalOptions{n: *n, proj: *proj, seed: *seed, pathSteps: *pathSteps, pathPoints: *pathPoints, pairs: *pairs})
+	rep, err := evaluate(m, toy, evalOptions{n: *n, proj: *proj, seed: *seed, pathSteps: *pathSteps, pathPoints: *pathPoints, pairs: *pairs, denoise: *denoise})
 	if err != nil {
 		return err
 	}
@@ -120,14 +133,22 @@ func Command(args []string, stdout io.Writer) error {
 
 // methodRequest is the sampling sample.Request of one (method, NFE) cell of a quality table, or false for
 // a cell the table leaves empty: NFE 1 of ASBM is the distilled generator's row, which has no other.
-func methodRequest(net, sampler string, nfe, n int, seed uint64) (sample.Request, bool) {
+func methodRequest(net, sampler string, nfe, n int, seed uint64, denoise bool) (sample.Request, bool) {
 	if sampler == "gen" && nfe != 1 || sampler != "gen" && net == "asbm" && nfe == 1 {
 		return sample.Request{}, false
 	}
 	if sampler == "gen" {
 		sampler = "sde" // sample.Request.method() picks the generator for ASBM at NFE 1
 	}
-	return sample.Request{Net: net, Sampler: sampler, NFE: nfe, N: n, Seed: seed}, true
+	return sample.Request{Net: net, Sampler: sampler, NFE: nfe, N: n, Seed: seed, Denoise: denoise}, true
+}
+
+// lastStep names the samplers' last step for a report's header (sample.Request.Denoise).
+func lastStep(denoise bool) string {
+	if denoise {
+		return "Tweedie's x0 at t = 1/N (--denoise)"
+	}
+	return "Euler (the paper's; --denoise ends with Tweedie's x0)"
 }
 
 // writeReport writes rep as indented JSON to jsonOut when it is set, then to stdout as JSON when
@@ -154,6 +175,7 @@ func writeReport(stdout io.Writer, rep any, jsonOut string, asJSON bool, printTa
 type evalOptions struct {
 	n, proj, pathSteps, pathPoints, pairs int
 	seed                                  uint64
+	denoise                               bool // sample.Request.Denoise for the SWD table
 }
 
 // heldOut draws n data points from their own stream, apart from any training seed.
@@ -165,7 +187,7 @@ func heldOut(toy data.Sampler, n int, seed uint64) []float32 {
 
 func evaluate(m *modelfile.File, toy data.Sampler, o evalOptions) (*evalReport, error) {
 	d := m.Nets[modelfile.Score].Arch.Dim
-	rep := &evalReport{Dataset: m.Dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs,
+	rep := &evalReport{Dataset: m.Dataset(), Points: o.n, Projections: o.proj, Seed: o.seed, NFE: evalNFEs, Denoise: o.denoise,
 		SWD: map[string][]*float64{}, Straightness: map[string]pathStats{}, Coupling: map[string]couplingStat{}}
 	ref := heldOut(toy, o.n, o.seed)
 	rep.SWDFloor = metrics.SlicedW2(ref, heldOut(toy, o.n, o.seed+1), d, o.proj, o.seed)
@@ -180,7 +202,7 @@ func evaluate(m *modelfile.File, toy data.Sampler, o evalOptions) (*evalReport, 
 	for _, me := range evalMethods {
 		rep.SWD[me.name] = make([]*float64, len(evalNFEs))
 		for i, nfe := range evalNFEs {
-			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed); ok {
+			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed, o.denoise); ok {
 				jobs = append(jobs, job{me.name, i, r})
 			}
 		}
@@ -309,7 +331,7 @@ func tableRow(name string, vals []*float64, format string) []string {
 
 func printReport(w io.Writer, r *evalReport) {
 	fmt.Fprintf(w, "model %s (data set %s): sliced W2 to %d held-out points, %d projections, seed %d\n", r.Model, r.Dataset, r.Points, r.Projections, r.Seed)
-	fmt.Fprintf(w, "noise floor (two held-out sets): %.4f\n\n", r.SWDFloor)
+	fmt.Fprintf(w, "noise floor (two held-out sets): %.4f; last SDE/ODE step: %s\n\n", r.SWDFloor, lastStep(r.Denoise))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"SWD ↓ / NFE"}
 	for _, k := range r.NFE {

@@ -17,6 +17,7 @@ import (
 	"asbm/backend/fid"
 	"asbm/backend/imgdata"
 	"asbm/backend/modelfile"
+	"asbm/backend/sample"
 	"asbm/weights"
 )
 
@@ -37,6 +38,9 @@ type imgEvalReport struct {
 	N            int    `json:"n"`         // generated images per FID
 	Seed         uint64 `json:"seed"`
 	NFE          []int  `json:"nfe"`
+	// Denoise says the SDE and ODE rows end with Tweedie's x0 (sample.Request.Denoise); false in
+	// reports from before the option, which used the Euler step.
+	Denoise bool `json:"denoise"`
 	// FID[method][i] is the FID of N images drawn with the method at NFE[i] against the reference
 	// statistics; null where the method has no such NFE (the distilled generator is one step, ASBM's
 	// NFE 1 is the generator's) or the model file lacks the method's network (see Skipped).
@@ -108,8 +112,10 @@ type imgEvalOptions struct {
 	n            int
 	nfes         []int
 	seed         uint64
-	device       string // "cpu", "ref" or "gpu"
-	features     string // feature network file; "" = the shipped one of the data set
+	denoise      bool            // sample.Request.Denoise for the FID table
+	methods      map[string]bool // the FID table's rows (evalMethods names); nil: all
+	device       string          // "cpu", "ref" or "gpu"
+	features     string          // feature network file; "" = the shipped one of the data set
 	floorRepeats int
 	pathSteps    int
 	pathPoints   int
@@ -155,11 +161,11 @@ func parseNFEList(s string) ([]int, error) {
 
 // imgEvalFlags are the flags of `backend eval` on an image model.
 type imgEvalFlags struct {
-	fs                                  *flag.FlagSet
-	path, jsonOut, nfeList, consistency *string
-	asJSON, annotate                    *bool
-	o                                   imgEvalOptions
-	c                                   consistencyOptions
+	fs                                           *flag.FlagSet
+	path, jsonOut, nfeList, consistency, methods *string
+	asJSON, annotate                             *bool
+	o                                            imgEvalOptions
+	c                                            consistencyOptions
 }
 
 func newImgEvalFlags() *imgEvalFlags {
@@ -175,7 +181,9 @@ func newImgEvalFlags() *imgEvalFlags {
 		"the same n (backend/fid's protocol: 1,000 for quick checks, 5,000 for reported numbers); below the feature width "+
 		"(128) the covariance is rank-deficient")
 	f.nfeList = fs.String("nfe-list", "1,2,4,8,16,32,100", "step counts of the FID table; NFE 1 is the distilled generator for ASBM")
+	f.methods = fs.String("methods", "", "only these rows of the FID table, comma-separated (default all: "+strings.Join(methodNames(), ", ")+")")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the sampling noise, the held-out draws and the floor")
+	fs.BoolVar(&o.denoise, "denoise", false, sample.DenoiseUsage)
 	fs.StringVar(&o.device, "device", "cpu", "cpu (the gorgonia training engine, OpenBLAS), ref (the plain-Go reference networks, ~10× slower) or gpu (WGSL kernels on native WebGPU: much faster on a real GPU)")
 	fs.StringVar(&o.features, "features", "", "FID feature network file (default: the shipped one of the model's data set, "+
 		"weights/classifier-mnist.msgpack, weights/classifier-fashion.msgpack or weights/features-emoji.msgpack, "+
@@ -218,6 +226,15 @@ func runEvalImages(args []string, stdout io.Writer) error {
 	var err error
 	if o.nfes, err = parseNFEList(*nfeList); err != nil {
 		return err
+	}
+	if *f.methods != "" {
+		o.methods = map[string]bool{}
+		for _, name := range strings.Split(*f.methods, ",") {
+			if !slices.Contains(methodNames(), name) {
+				return cli.Usagef("--methods: unknown row %q: want some of %s", name, strings.Join(methodNames(), ", "))
+			}
+			o.methods[name] = true
+		}
 	}
 	if o.n < 2 || o.n > 100000 {
 		return cli.Usagef("--n must be between 2 and 100000, got %d", o.n)

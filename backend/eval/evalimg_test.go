@@ -80,7 +80,7 @@ func TestEvalImages(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("eval: exit %d: %s", code, stderr)
 	}
-	if p := progress.String(); !strings.Contains(p, "[11/11] ") || !strings.Contains(p, "inversion asbm") {
+	if p := progress.String(); !strings.Contains(p, "[16/16] ") || !strings.Contains(p, "inversion asbm") {
 		t.Errorf("progress lines: %q", p)
 	}
 	var rep imgEvalReport
@@ -194,6 +194,28 @@ func TestEvalImages(t *testing.T) {
 		t.Errorf("--json-out: %v; the report differs from --json's", err)
 	}
 
+	// --methods keeps only the rows asked for, with the values of the full table (each row draws from
+	// the seed alone); the rows without the denoising step are the same with --denoise.
+	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--methods", "baseline-ancestral,distilled", "--denoise"}, tinyEvalArgs...)
+	code, stdout, stderr = runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("eval --methods: exit %d: %s", code, stderr)
+	}
+	var part imgEvalReport
+	if err := json.Unmarshal([]byte(stdout), &part); err != nil {
+		t.Fatal(err)
+	}
+	if len(part.FID) != 2 || !part.Denoise || rep.Denoise {
+		t.Errorf("--methods baseline-ancestral,distilled --denoise: rows %v, denoise %v (full run %v)", cli.SortedKeys(part.FID), part.Denoise, rep.Denoise)
+	}
+	for _, k := range []string{"baseline-ancestral", "distilled"} {
+		for i := range nfes {
+			if a, b := part.FID[k][i], rep.FID[k][i]; (a == nil) != (b == nil) || a != nil && *a != *b {
+				t.Errorf("--methods: %s NFE %d: FID %v, the full table's %v", k, nfes[i], deref(a), deref(b))
+			}
+		}
+	}
+
 	// The default device samples on the gorgonia engine; the plain-Go reference networks (--device
 	// ref) draw the same images to float rounding, so the same FIDs.
 	refRep := evalOn(t, model, feat, "ref")
@@ -279,6 +301,7 @@ func TestEvalImagesErrors(t *testing.T) {
 		{[]string{"--features", emojiFeat}, 2, "image model of 1×8×8 images"},
 		{[]string{"--nfe-list", "1,0"}, 2, "--nfe-list wants comma-separated step counts"},
 		{[]string{"--nfe-list", "2,2"}, 2, "--nfe-list repeats 2"},
+		{[]string{"--methods", "asbm-sde,asbm-euler"}, 2, `unknown row "asbm-euler"`},
 		{[]string{"--device", "tpu"}, 2, "--device must be cpu, ref or gpu"},
 		{[]string{"--n", "1"}, 2, "--n must be between 2"},
 		{[]string{"--inv-nfe", "1"}, 2, "--inv-nfe must be between 2"},

@@ -127,7 +127,7 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 	if !slices.Contains(fid.Datasets(), dataset) {
 		return nil, fmt.Errorf("%s was trained on %q: FID needs a data set with a reference and a feature network (%s)", m.Path, dataset, strings.Join(fid.Datasets(), ", "))
 	}
-	rep := &imgEvalReport{Dataset: dataset, Device: o.device, N: o.n, Seed: o.seed, NFE: o.nfes,
+	rep := &imgEvalReport{Dataset: dataset, Device: o.device, N: o.n, Seed: o.seed, NFE: o.nfes, Denoise: o.denoise,
 		FID: map[string][]*float64{}, Skipped: map[string]string{}, Straightness: map[string]imgPathStats{},
 		TargetVariance: map[string]lossFloor{}}
 	logf := func(format string, a ...any) { fmt.Fprintf(o.log, "eval: "+format+"\n", a...) }
@@ -225,6 +225,9 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 	}
 	var jobs []job
 	for _, me := range evalMethods {
+		if o.methods != nil && !o.methods[me.name] {
+			continue
+		}
 		rep.FID[me.name] = make([]*float64, len(o.nfes))
 		if why := methodMissing(m, me.name); why != "" {
 			rep.Skipped[me.name] = why
@@ -232,7 +235,7 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 			continue
 		}
 		for i, nfe := range o.nfes {
-			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed); ok {
+			if r, ok := methodRequest(me.net, me.sampler, nfe, o.n, o.seed, o.denoise); ok {
 				jobs = append(jobs, job{me.name, i, r})
 			}
 		}
@@ -413,6 +416,7 @@ func printImageReport(w io.Writer, r *imgEvalReport) {
 	}
 	fmt.Fprintf(w, "noise floor (%d random %s images%s, %d draws): %.3f ± %.3f; FIDs compare only at the same n and feature file\n\n",
 		r.Floor.N, r.Floor.From, drawn, r.Floor.Repeats, r.Floor.Mean, r.Floor.SD)
+	fmt.Fprintf(w, "last SDE/ODE step: %s\n", lastStep(r.Denoise))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := []string{"FID ↓ / NFE"}
 	for _, k := range r.NFE {
@@ -420,8 +424,8 @@ func printImageReport(w io.Writer, r *imgEvalReport) {
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
 	for _, me := range evalMethods {
-		if _, skip := r.Skipped[me.name]; skip {
-			continue
+		if _, skip := r.Skipped[me.name]; skip || r.FID[me.name] == nil {
+			continue // no network, or not asked for (--methods)
 		}
 		fmt.Fprintln(tw, strings.Join(tableRow(me.name, r.FID[me.name], "%.3f"), "\t")+"\t")
 	}

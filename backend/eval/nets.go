@@ -80,7 +80,8 @@ func openEvalNets(m *modelfile.File, device string) (*evalNets, error) {
 func methodMissing(m *modelfile.File, method string) string {
 	need := map[string][]string{
 		"asbm-sde": {modelfile.Score}, "asbm-ode": {modelfile.Score, modelfile.Control}, "distilled": {modelfile.Gen},
-		"baseline-sde": {modelfile.Baseline}, "baseline-ode": {modelfile.Baseline},
+		"asbm-ancestral": {modelfile.Score}, "baseline-sde": {modelfile.Baseline}, "baseline-ode": {modelfile.Baseline},
+		"baseline-ancestral": {modelfile.Baseline},
 	}[method]
 	var miss []string
 	for _, p := range need {

@@ -28,6 +28,7 @@ type EvalReport struct {
 	N       int                   `json:"n"`
 	Seed    uint64                `json:"seed"`
 	NFE     []int                 `json:"nfe"`
+	Denoise bool                  `json:"denoise"` // the SDE and ODE rows end with Tweedie's x0
 	FID     map[string][]*float64 `json:"fid"`
 	Floor   struct {
 		Mean float64 `json:"mean"`
@@ -39,9 +40,11 @@ type EvalReport struct {
 var FIDMethods = []struct{ Key, Label string }{
 	{"asbm-sde", "ASBM, backward SDE"},
 	{"asbm-ode", "ASBM, PF-ODE"},
+	{"asbm-ancestral", "ASBM, ancestral"},
 	{"distilled", "ASBM, distilled generator"},
 	{"baseline-sde", "baseline, backward SDE"},
 	{"baseline-ode", "baseline, PF-ODE"},
+	{"baseline-ancestral", "baseline, ancestral"},
 }
 
 // Stat is the mean and sample standard deviation of one table entry over the reports that have it.
@@ -53,6 +56,7 @@ type Stat struct {
 // FIDSummary is several eval reports of one model (different seeds) reduced to mean ± SD.
 type FIDSummary struct {
 	Model, Dataset string
+	Denoise        bool     // the reports' --denoise
 	N              int      // images per FID
 	Seeds          []uint64 // one per report
 	NFE            []int
@@ -82,9 +86,9 @@ func ReadEvalReports(paths []string) ([]EvalReport, error) {
 		}
 		if len(reps) > 0 {
 			f := reps[0]
-			if filepath.Base(r.Model) != filepath.Base(f.Model) || r.Dataset != f.Dataset || r.N != f.N || !slices.Equal(r.NFE, f.NFE) {
-				return nil, fmt.Errorf("%s (%s, %s, n = %d, NFE %v) does not match %s (%s, %s, n = %d, NFE %v): summarise reports of one model, n and NFE list",
-					p, r.Model, r.Dataset, r.N, r.NFE, paths[0], f.Model, f.Dataset, f.N, f.NFE)
+			if filepath.Base(r.Model) != filepath.Base(f.Model) || r.Dataset != f.Dataset || r.N != f.N || !slices.Equal(r.NFE, f.NFE) || r.Denoise != f.Denoise {
+				return nil, fmt.Errorf("%s (%s, %s, n = %d, NFE %v, denoise %v) does not match %s (%s, %s, n = %d, NFE %v, denoise %v): summarise reports of one model, n, NFE list and --denoise",
+					p, r.Model, r.Dataset, r.N, r.NFE, r.Denoise, paths[0], f.Model, f.Dataset, f.N, f.NFE, f.Denoise)
 			}
 		}
 		reps = append(reps, r)
@@ -95,7 +99,7 @@ func ReadEvalReports(paths []string) ([]EvalReport, error) {
 // Summarise reduces reports to mean ± SD per method and NFE.
 func Summarise(reps []EvalReport) FIDSummary {
 	f := reps[0]
-	s := FIDSummary{Model: f.Model, Dataset: f.Dataset, N: f.N, NFE: f.NFE, FID: map[string][]Stat{}}
+	s := FIDSummary{Model: f.Model, Dataset: f.Dataset, Denoise: f.Denoise, N: f.N, NFE: f.NFE, FID: map[string][]Stat{}}
 	var floors []float64
 	for _, r := range reps {
 		s.Seeds = append(s.Seeds, r.Seed)
@@ -130,10 +134,19 @@ func meanSD(v []float64) Stat {
 	return Stat{Mean: m, SD: sd, N: len(v)}
 }
 
+// has reports whether some report has a value for method.
+func (s FIDSummary) has(method string) bool {
+	return slices.ContainsFunc(s.FID[method], func(st Stat) bool { return st.N > 0 })
+}
+
 // WriteTable prints the summary as a Markdown table: "mean ± SD" per entry, "–" where no report has
-// a value.
+// a value; a method no report has (the ancestral rows of reports from before it) gets no row.
 func (s FIDSummary) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "FID ↓ of %s (%s), n = %d per entry, mean ± SD over seeds %v\n\n", s.Model, s.Dataset, s.N, s.Seeds)
+	last := "the Euler step (--denoise=false)"
+	if s.Denoise {
+		last = "Tweedie's x0 (--denoise)"
+	}
+	fmt.Fprintf(w, "FID ↓ of %s (%s), n = %d per entry, mean ± SD over seeds %v; SDE and ODE end with %s\n\n", s.Model, s.Dataset, s.N, s.Seeds, last)
 	fmt.Fprint(w, "| FID ↓ / NFE |")
 	for _, n := range s.NFE {
 		fmt.Fprintf(w, " %d |", n)
@@ -142,6 +155,9 @@ func (s FIDSummary) WriteTable(w io.Writer) {
 	fmt.Fprint(w, strings.Repeat("---|", len(s.NFE)))
 	fmt.Fprintln(w)
 	for _, m := range FIDMethods {
+		if !s.has(m.Key) {
+			continue
+		}
 		fmt.Fprintf(w, "| %s |", m.Label)
 		for _, st := range s.FID[m.Key] {
 			if st.N == 0 {
@@ -171,11 +187,13 @@ func fmtFID(v float64) string {
 
 // fidColours are the methods' colours: ASBM blue shades, the baseline orange ones.
 var fidColours = map[string]color.RGBA{
-	"asbm-sde":     {R: 30, G: 80, B: 200, A: 255},
-	"asbm-ode":     {R: 90, G: 160, B: 240, A: 255},
-	"distilled":    {R: 20, G: 20, B: 120, A: 255},
-	"baseline-sde": {R: 220, G: 110, B: 20, A: 255},
-	"baseline-ode": {R: 240, G: 180, B: 60, A: 255},
+	"asbm-sde":           {R: 30, G: 80, B: 200, A: 255},
+	"asbm-ode":           {R: 90, G: 160, B: 240, A: 255},
+	"asbm-ancestral":     {R: 40, G: 150, B: 110, A: 255},
+	"distilled":          {R: 20, G: 20, B: 120, A: 255},
+	"baseline-sde":       {R: 220, G: 110, B: 20, A: 255},
+	"baseline-ode":       {R: 240, G: 180, B: 60, A: 255},
+	"baseline-ancestral": {R: 180, G: 60, B: 60, A: 255},
 }
 
 // WritePNG draws FID against NFE (both axes logarithmic) with one line per method, ±SD error bars
@@ -217,8 +235,11 @@ func (s FIDSummary) WritePNG(path string, w, h vg.Length) error {
 			return err
 		}
 		line.Color, line.Width = c, vg.Points(1.5)
-		if strings.HasSuffix(m.Key, "-ode") {
+		switch {
+		case strings.HasSuffix(m.Key, "-ode"):
 			line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		case strings.HasSuffix(m.Key, "-ancestral"):
+			line.Dashes = []vg.Length{vg.Points(1.5), vg.Points(2)}
 		}
 		points.Color, points.Radius = c, vg.Points(2.5)
 		if m.Key == "distilled" {

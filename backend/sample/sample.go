@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"asbm/backend/asbm"
@@ -22,16 +23,23 @@ import (
 )
 
 // SamplerNames lists the --sampler values: the backward SDE (Euler–Maruyama) and the
-// probability-flow ODE (Heun), asbm.md §3.3.
-var SamplerNames = []string{"sde", "ode"}
+// probability-flow ODE (Heun), asbm.md §3.3, and the ancestral sampler (model.Run).
+var SamplerNames = []string{"sde", "ode", "ancestral"}
+
+// DenoiseUsage is the --denoise flag's help, shared by sample and eval.
+const DenoiseUsage = "end the SDE and the ODE with Tweedie's x0 = (x + σ_t² s)/α_t at t = 1/N instead of the paper's Euler step " +
+	"(removes the last interval's noise: a better SDE from 4 steps on, a worse ODE by FID; README \"Samplers at few steps\")"
 
 // Request is one sampling call, shared by sample, eval and the tests.
 type Request struct {
 	Net     string // "asbm" or "baseline"
-	Sampler string // "sde" or "ode"
+	Sampler string // "sde", "ode" or "ancestral"
 	NFE     int    // 1 = the distilled generator (asbm); otherwise sampler steps
 	N       int
 	Seed    uint64
+	// Denoise ends the SDE and the ODE with Tweedie's estimate of x_0 at t = 1/N instead of an
+	// Euler step (model.SampleOptions.Denoise); it does not change the one-step generator.
+	Denoise bool
 }
 
 func (r Request) Validate() error {
@@ -41,7 +49,7 @@ func (r Request) Validate() error {
 	if r.N < 1 || r.N > 1_000_000 {
 		return cli.Usagef("--n must be between 1 and 1000000, got %d", r.N)
 	}
-	if r.Sampler != "sde" && r.Sampler != "ode" {
+	if !slices.Contains(SamplerNames, r.Sampler) {
 		return cli.Usagef("--sampler must be one of %s, got %q", strings.Join(SamplerNames, ", "), r.Sampler)
 	}
 	if r.Net != "asbm" && r.Net != "baseline" {
@@ -83,13 +91,13 @@ func CPU(m *modelfile.File, r Request, cb asbm.Callback) ([]float32, error) {
 			return nil, fmt.Errorf("%s holds no distilled generator: use --nfe 2 or more", m.Path)
 		}
 		return asbm.Generate(gen, vp, x)
-	case "sde":
-		return asbm.SampleSDE(score, vp, x, r.NFE, noise, cb)
+	case "sde", "ancestral":
+		return asbm.Sample(model.Nets{Score: score}, vp, x, asbm.SampleConfig{Method: r.Method(), Steps: r.NFE, Denoise: r.Denoise, Noise: noise, Cb: cb})
 	default:
 		if r.Net == "asbm" && control == nil {
 			return nil, fmt.Errorf("%s holds no forward control network, which the PF-ODE needs: use --sampler sde", m.Path)
 		}
-		return asbm.SampleODE(score, control, vp, x, r.NFE, cb)
+		return asbm.Sample(model.Nets{Score: score, Control: control}, vp, x, asbm.SampleConfig{Method: "ode", Steps: r.NFE, Denoise: r.Denoise, Cb: cb})
 	}
 }
 
@@ -129,7 +137,7 @@ func GPU(m *modelfile.File, r Request) ([]float32, string, error) {
 	}
 	pts, err := shaders.SampleGPU(dev, nets, model.SampleOptions{
 		Points: r.N, Steps: r.NFE, Method: r.Method(), Seed: r.Seed,
-		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: m.SigmaScaled,
+		Beta0: vp.Beta0, Beta1: vp.Beta1, SigmaV: vp.SigmaV, SigmaScaled: m.SigmaScaled, Denoise: r.Denoise,
 	}, model.SampleHooks{})
 	return pts, dev.AdapterInfo(), err
 }
@@ -141,10 +149,11 @@ func Command(args []string, stdout io.Writer) error {
 	path := fs.String("model", "", "model file written by `backend train` or `backend export`")
 	var r Request
 	fs.StringVar(&r.Net, "net", "asbm", "asbm or baseline (the memoryless DSM model in the same file)")
-	fs.StringVar(&r.Sampler, "sampler", "sde", "sde (backward Euler–Maruyama) or ode (Heun PF-ODE)")
+	fs.StringVar(&r.Sampler, "sampler", "sde", "sde (backward Euler–Maruyama), ode (Heun PF-ODE) or ancestral (the bridge posterior at Tweedie's x0; one score call a step)")
 	fs.IntVar(&r.NFE, "nfe", 8, "steps; 1 with --net asbm is the distilled one-step generator")
 	fs.IntVar(&r.N, "n", 0, "number of samples (default 2000 points for 2-D models, 16 images for image models)")
 	fs.Uint64Var(&r.Seed, "seed", 0, "noise seed (the browser gives the same points for the same seed)")
+	fs.BoolVar(&r.Denoise, "denoise", false, DenoiseUsage)
 	out := fs.String("out", "-", "output: a .csv or .png path (a scatter for 2-D models, an image grid for image models), or - for CSV on stdout")
 	device := fs.String("device", "cpu", "cpu (reference) or gpu (WGSL kernels on native WebGPU)")
 	dataSpec := fs.String("data", "", "instead of --model: draw --n random real images of this image data set "+

@@ -181,14 +181,17 @@ func trainFlagSet(c *Config, o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.f16, "f16", false, "store the exported weights as f16")
 	fs.IntVar(&o.size, "size", 0, "image side length in pixels (default 28 for mnist and fashion, 32 otherwise)")
 	fs.StringVar(&o.stopAfter, "stop-after", "", "stop after this phase (stage1, stage2, baseline), checkpoint kept; --resume continues")
+	fs.StringVar(&o.distillFrom, "distill-from", "", "start a new run at distillation with the networks of this model file (its command's "+
+		"configuration, overridden by the flags given): a new one-step generator without retraining the rest; "+
+		"with --keep-weights the file's generator is trained further")
 	return fs
 }
 
 // runOptions are the train flags that are not part of the stored configuration.
 type runOptions struct {
-	out, run, fromPhase, device, stopAfter string
-	resume, f16, keepWeights               bool
-	size                                   int
+	out, run, fromPhase, device, stopAfter, distillFrom string
+	resume, f16, keepWeights                            bool
+	size                                                int
 }
 
 // defaultsFor returns the default configuration for the --data named in args: the toys' for toy

@@ -21,6 +21,14 @@ import (
 // Command is `backend train`: it parses the flags (or the resumed run's stored configuration), runs
 // the phases from the checkpoint onwards, and exports the model file at the end.
 func Command(args []string, stdout io.Writer) error {
+	src, err := loadDistillSource(args)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		// The file's configuration, then the command line's flags over it.
+		args = append(append([]string(nil), src.args...), args...)
+	}
 	c, err := defaultsFor(args)
 	if err != nil {
 		return err
@@ -38,8 +46,11 @@ func Command(args []string, stdout io.Writer) error {
 	if o.fromPhase != "" && (!o.resume || PhaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
 		return cli.Usagef("--from-phase needs --resume and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
-	if o.keepWeights && o.fromPhase == "" {
-		return cli.Usagef("--keep-weights needs --from-phase (the phase to train further)")
+	if o.keepWeights && o.fromPhase == "" && o.distillFrom == "" {
+		return cli.Usagef("--keep-weights needs --from-phase or --distill-from (the phase to train further)")
+	}
+	if o.distillFrom != "" && (o.resume || o.stopAfter != "") {
+		return cli.Usagef("--distill-from starts a new run: it does not take --resume, --from-phase or --stop-after (resume it with --resume --run)")
 	}
 	if o.stopAfter != "" && (PhaseIndex(o.stopAfter) < 0 || o.stopAfter == "done" || o.stopAfter == "distill") {
 		return cli.Usagef("--stop-after must be one of stage1, stage2, baseline; got %q", o.stopAfter)
@@ -109,6 +120,11 @@ func Command(args []string, stdout io.Writer) error {
 			return err
 		}
 		st = &State{Config: c, Phase: Phases[0], Final: map[string]map[string][]float32{}}
+		if src != nil {
+			if err := st.startDistill(src, o.keepWeights); err != nil {
+				return err
+			}
+		}
 	}
 	if o.out == "" {
 		n, err := DataName(st.Config.Data)

@@ -162,10 +162,17 @@ test('the NFE slider updates its label', async () => {
     s.dispatchEvent(new Event('input', { bubbles: true }));
   });
   assert.equal(await page.textContent('#nfe-value'), '37');
+  // A 2-D model starts on the SDE (images on the ancestral sampler); the denoising checkbox applies
+  // to the SDE and the ODE, not to the ancestral sampler.
   assert.match(await page.textContent('#nfe-label'), /^37 .*backward SDE/);
   assert.equal(await page.isDisabled('#sampler'), false);
+  assert.equal(await page.isDisabled('#denoise'), false);
+  await page.selectOption('#sampler', 'ancestral');
+  assert.match(await page.textContent('#nfe-label'), /^37 ancestral steps/);
+  assert.equal(await page.isDisabled('#denoise'), true);
   await page.selectOption('#sampler', 'ode');
   assert.match(await page.textContent('#nfe-label'), /^37 .*Heun/);
+  assert.equal(await page.isDisabled('#denoise'), false);
   await page.selectOption('#sampler', 'sde');
 });
 

@@ -47,10 +47,12 @@ const results = {}; // images by run name, for comparisons across tests
 
 
 // generateImages sets the controls, clicks Generate and returns the images the page drew.
-async function generateImages(p, { nfe, seed, sampler = 'sde', grid, dim = DIM }) {
+async function generateImages(p, { nfe, seed, sampler = 'sde', denoise = false, grid, dim = DIM }) {
   await p.selectOption('#grid', String(grid));
   await p.fill('#nfe', String(nfe));
   if (nfe > 1) await p.selectOption('#sampler', sampler);
+  // The checkbox is disabled where it does not apply (NFE 1, the ancestral sampler).
+  if (nfe > 1 && sampler !== 'ancestral') await p.setChecked('#denoise', denoise);
   await p.fill('#seed', String(seed));
   await p.click('#generate');
   await waitState(p, 'done');
@@ -86,10 +88,10 @@ function assertNotBlank(st, what) {
 
 // backendSample runs `backend sample` on a model of the server's folder (the fixture by default)
 // and returns its rows, flattened.
-async function backendSample({ nfe, seed, sampler = 'sde', n, model = 'tiny-unet', dim = DIM }) {
-  const out = path.join(tmp, `ref-${model}-${nfe}-${sampler}-${seed}-${n}.csv`);
+async function backendSample({ nfe, seed, sampler = 'sde', denoise = false, n, model = 'tiny-unet', dim = DIM }) {
+  const out = path.join(tmp, `ref-${model}-${nfe}-${sampler}-${denoise}-${seed}-${n}.csv`);
   await run(backend, ['sample', '--model', path.join(weightsDir, model + '.msgpack'), '--nfe', String(nfe),
-    '--sampler', sampler, '--seed', String(seed), '--n', String(n), '--out', out]);
+    '--sampler', sampler, `--denoise=${denoise}`, '--seed', String(seed), '--n', String(n), '--out', out]);
   const lines = (await readFile(out, 'utf8')).trim().split('\n');
   assert.equal(lines[0].split(',').length, dim, 'CSV columns');
   assert.equal(lines.length - 1, n, 'CSV rows');
@@ -189,9 +191,9 @@ test('NFE 1 draws a 4×4 grid equal to backend sample; the same seed repeats pix
   await shot(page, 'image-model-nfe1');
 });
 
-test('NFE 8 (SDE and ODE) shows previews while sampling and matches backend sample', async () => {
-  for (const [sampler, seed] of [['sde', 11], ['ode', 12]]) {
-    const opt = { nfe: 8, seed, sampler, grid: 2 };
+test('NFE 8 (SDE, ODE, ancestral; with and without the denoising step) shows previews while sampling and matches backend sample', async () => {
+  for (const [sampler, seed, denoise] of [['sde', 11, false], ['ode', 12, false], ['ancestral', 13, false], ['sde', 14, true], ['ode', 15, true]]) {
+    const opt = { nfe: 8, seed, sampler, denoise, grid: 2 };
     const imgs = await generateImages(page, opt);
     const r = await page.evaluate(() => window.asbmLastResult);
     assert.equal(r.method, sampler);
@@ -200,8 +202,8 @@ test('NFE 8 (SDE and ODE) shows previews while sampling and matches backend samp
     assert.equal(await page.evaluate(() => document.body.dataset.previews), '8', 'previews drawn');
     assertNotBlank(await canvasStats(page, '#plot'), `NFE 8 ${sampler}`);
     const d = maxScaledDiff(imgs, await backendSample({ ...opt, n: 4 }));
-    console.log(`# NFE 8 ${sampler}: max |page − backend sample|/(1+|ref|) = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms`);
-    assert.ok(d < TOL, `NFE 8 ${sampler}: ${d} ≥ ${TOL}`);
+    console.log(`# NFE 8 ${sampler} denoise ${denoise}: max |page − backend sample|/(1+|ref|) = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms`);
+    assert.ok(d < TOL, `NFE 8 ${sampler} denoise ${denoise}: ${d} ≥ ${TOL}`);
     results[sampler + seed] = imgs;
   }
   // The previews are drawn while the Go code runs: the page's event loop runs in between. A timer
@@ -377,7 +379,7 @@ test('the widget and /embed show the image model on a page of another origin', a
 <body><article style="max-width:36rem;margin:0 auto;font-family:serif"><h1>A post</h1><p>Some text.</p>
 <asbm-generator model="tiny-unet" nfe="1" seed="7"></asbm-generator>
 <p>More text.</p>
-<iframe id="f" src="${baseURL}embed?model=tiny-unet&nfe=8&seed=11&grid=2" style="width:100%;height:380px;border:0"></iframe>
+<iframe id="f" src="${baseURL}embed?model=tiny-unet&nfe=8&seed=13&grid=2" style="width:100%;height:380px;border:0"></iframe>
 </article></body></html>`;
   const { page: p, url: otherURL, errors, close } = await blogOnOtherOrigin(ctx, html, pageLog);
   try {
@@ -391,7 +393,8 @@ test('the widget and /embed show the image model on a page of another origin', a
     assert.ok(frame, 'the /embed iframe did not load');
     const framed = await widgetGenerate(frame, 'iframe');
     assert.deepEqual(framed.shape, [4, 3, 8, 8]);
-    assert.deepEqual(framed.images, results.sde11, 'iframe differs from the page\'s NFE 8 SDE grid');
+    // The widget's default sampler is the page's: ancestral.
+    assert.deepEqual(framed.images, results.ancestral13, 'iframe differs from the page\'s NFE 8 ancestral grid');
     await shot(p, 'cross-origin-image-widget');
     assert.deepEqual(errors, [], 'console errors on the embedding page');
   } finally {

@@ -3,7 +3,7 @@
 // pictures of the README, remade by one command.
 //
 //   node site/tools/screenshot.mjs --model NAME --out FILE.png [--weights DIR] [--nfe N] [--seed S]
-//        [--sampler sde|ode] [--grid K] [--device cpu|gpu]
+//        [--sampler sde|ode|ancestral] [--denoise] [--grid K] [--device cpu|gpu]
 //
 // NAME is a file NAME.msgpack in --weights (default weights/). Needs dist/ from ./build.sh build and
 // what ./build.sh test installs (Chromium, playwright-core). --grid applies to image models only.
@@ -18,12 +18,12 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const { values: o } = parseArgs({
   options: {
     model: { type: 'string' }, out: { type: 'string' }, weights: { type: 'string', default: path.join(root, 'weights') },
-    nfe: { type: 'string', default: '8' }, seed: { type: 'string', default: '1' }, sampler: { type: 'string', default: 'sde' },
-    grid: { type: 'string', default: '4' }, device: { type: 'string', default: '' },
+    nfe: { type: 'string', default: '8' }, seed: { type: 'string', default: '1' }, sampler: { type: 'string', default: '' },
+    grid: { type: 'string', default: '4' }, device: { type: 'string', default: '' }, denoise: { type: 'boolean', default: false },
   },
 });
 if (!o.model || !o.out) {
-  console.error('usage: node site/tools/screenshot.mjs --model NAME --out FILE.png [--weights DIR] [--nfe N] [--seed S] [--sampler sde|ode] [--grid K] [--device cpu|gpu]');
+  console.error('usage: node site/tools/screenshot.mjs --model NAME --out FILE.png [--weights DIR] [--nfe N] [--seed S] [--sampler sde|ode|ancestral] [--denoise] [--grid K] [--device cpu|gpu]');
   process.exit(2);
 }
 const tmp = await mkdtemp(path.join(tmpdir(), 'asbm-shot-'));
@@ -35,12 +35,15 @@ try {
   await waitState(p, 'ready');
   if (await p.evaluate(() => document.body.dataset.kind) === 'images') await p.selectOption('#grid', o.grid);
   await p.fill('#nfe', o.nfe);
-  if (Number(o.nfe) > 1) await p.selectOption('#sampler', o.sampler);
+  // Without --sampler the page's default for the model's kind (ancestral for images, sde for 2-D).
+  if (Number(o.nfe) > 1 && o.sampler) await p.selectOption('#sampler', o.sampler);
+  const sampler = await p.inputValue('#sampler');
+  if (Number(o.nfe) > 1 && sampler !== 'ancestral') await p.setChecked('#denoise', o.denoise);
   await p.fill('#seed', o.seed);
   await p.click('#generate');
   await waitState(p, 'done', 600000);
   await p.screenshot({ path: o.out, fullPage: true });
-  console.log(`${o.out}: ${o.model}, NFE ${o.nfe}, ${o.sampler}, seed ${o.seed}: ${await p.textContent('#timing')}`);
+  console.log(`${o.out}: ${o.model}, NFE ${o.nfe}, ${sampler}${o.denoise ? ' + denoise' : ''}, seed ${o.seed}: ${await p.textContent('#timing')}`);
 } finally {
   await ctx.close();
   proc.kill('SIGTERM');
