@@ -348,6 +348,8 @@ func Run(e Engine, o SampleOptions, dim int, control bool, h SampleHooks) ([]flo
 					return nil, err
 				}
 				z = SlotNoise
+			} else {
+				c = 0 // no noise on the last step
 			}
 			if err := evalNet(SlotScore, SlotX, 0); err != nil {
 				return nil, err

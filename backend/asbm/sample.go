@@ -64,7 +64,7 @@ func Sample(nets model.Nets, vp VP, x []float32, c SampleConfig) ([]float32, err
 	noise := c.Noise
 	if noise == nil {
 		if (c.Method == "sde" || c.Method == "ancestral") && c.Steps > 1 {
-			return nil, errors.New("the SDE needs a noise stream")
+			return nil, fmt.Errorf("method %q needs a noise stream", c.Method)
 		}
 		noise = NewNoise(0) // "ode" and "gen" draw nothing, nor does a one-step SDE
 	}
