@@ -348,7 +348,8 @@ async function generate() {
       ui.timing.textContent = timingText(r, `${r.points.length / 2} points`);
       status(how + (outside ? ` · ${outside} points outside the view` : ''));
     }
-    last = { nfe, sampler: r.method, seed, grid: image ? g : 0 };
+    // The file name says how the picture was drawn, the denoising step included.
+    last = { nfe, sampler: r.method + (denoised ? '-denoise' : ''), seed, grid: image ? g : 0 };
     ui.download.disabled = false;
     ui.progress.value = 1;
     setState('done');

@@ -228,6 +228,11 @@ test('Download PNG saves the 8×8 grid with the seed in the file name', async ()
   await shot(page, 'image-model-8x8-nfe8');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   assert.equal(download.suggestedFilename(), 'asbm-tiny-unet-nfe8-sde-seed11-8x8.png');
+  // With the denoising step the name says so.
+  await generateImages(page, { nfe: 8, seed: 11, sampler: 'sde', denoise: true, grid: 8 });
+  const [dn] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(dn.suggestedFilename(), 'asbm-tiny-unet-nfe8-sde-denoise-seed11-8x8.png');
+  await page.setChecked('#denoise', false);
   const file = path.join(tmp, 'download.png');
   await download.saveAs(file);
   const png = await readFile(file);
