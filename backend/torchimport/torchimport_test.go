@@ -156,21 +156,17 @@ func TestImportMatchesPyTorch(t *testing.T) {
 func TestImportScoreScale(t *testing.T) {
 	dir := t.TempDir()
 	ckpt, _, _ := checkpoint(t, dir)
-	py, _ := python(t)
-	var src strings.Builder
-	src.WriteString("import torch\nc = torch.load(" + pyStr(ckpt) + ")\n")
-	variants := map[string]string{"sigma": `"sigma"`, "raw": `"raw"`, "half": `"half"`, "number": `1.0`}
-	for name, v := range variants {
-		src.WriteString(`c["meta"]["score_scale"] = ` + v + "\ntorch.save(c, " + pyStr(filepath.Join(dir, name+".pt")) + ")\n")
+	v := newCkptVariants(dir, ckpt, "")
+	paths := map[string]string{}
+	for name, val := range map[string]string{"sigma": `"sigma"`, "raw": `"raw"`, "half": `"half"`, "number": `1.0`} {
+		paths[name] = v.add(name, `c["meta"]["score_scale"] = `+val)
 	}
-	if out, err := exec.Command(py, "-c", src.String()).CombinedOutput(); err != nil {
-		t.Fatalf("writing the variants: %v\n%s", err, out)
-	}
+	v.write(t)
 	drawn := map[string][]float32{}
 	for name, want := range map[string]string{"sigma": "sigma", "raw": "", "half": "error", "number": "error"} {
 		out := filepath.Join(dir, name+".msgpack")
 		var stdout bytes.Buffer
-		err := Command([]string{"--from", filepath.Join(dir, name+".pt"), "--out", out}, &stdout)
+		err := Command([]string{"--from", paths[name], "--out", out}, &stdout)
 		if want == "error" {
 			if err == nil || !strings.Contains(err.Error(), "score_scale") {
 				t.Errorf("%s: error %v, want one naming score_scale", name, err)
@@ -209,15 +205,8 @@ func TestImportScoreScale(t *testing.T) {
 func TestImportErrors(t *testing.T) {
 	dir := t.TempDir()
 	ckpt, _, _ := checkpoint(t, dir)
-	py, _ := python(t)
-	// Every variant is written by one Python process (importing torch takes seconds).
-	var src strings.Builder
-	src.WriteString("import copy, fractions, torch\nc0 = torch.load(" + pyStr(ckpt) + ")\n")
-	edit := func(name, code string) string {
-		p := filepath.Join(dir, name+".pt")
-		src.WriteString("c = copy.deepcopy(c0)\n" + code + "\ntorch.save(c, " + pyStr(p) + ")\n")
-		return p
-	}
+	v := newCkptVariants(dir, ckpt, "fractions")
+	edit := v.add
 	garbage := filepath.Join(dir, "garbage.pt")
 	os.WriteFile(garbage, []byte("PK\x03\x04 not really a zip"), 0o644)
 	type errCase struct {
@@ -240,9 +229,7 @@ sd["down0.0.attn.w"] = torch.zeros(4)`), []string{"network control", "missing in
 	} {
 		cases = append(cases, c)
 	}
-	if out, err := exec.Command(py, "-c", src.String()).CombinedOutput(); err != nil {
-		t.Fatalf("writing the variants: %v\n%s", err, out)
-	}
+	v.write(t)
 	for _, c := range cases {
 		_, err := Read(c.path, false)
 		t.Logf("%s: %v", filepath.Base(c.path), err)
@@ -258,6 +245,41 @@ sd["down0.0.attn.w"] = torch.zeros(4)`), []string{"network control", "missing in
 	}
 	if err := Command([]string{"--from", ckpt}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--out") {
 		t.Errorf("no --out: %v", err)
+	}
+}
+
+// ckptVariants writes edited copies of a checkpoint, all with one Python process (importing torch
+// takes seconds): add queues <name>.pt, the checkpoint after code has run on it as c; write runs the
+// queue.
+type ckptVariants struct {
+	dir string
+	src strings.Builder
+}
+
+// newCkptVariants starts a queue of variants of ckpt in dir; imports names extra Python modules the
+// edits use (comma-separated, or "").
+func newCkptVariants(dir, ckpt, imports string) *ckptVariants {
+	v := &ckptVariants{dir: dir}
+	if imports != "" {
+		imports = ", " + imports
+	}
+	v.src.WriteString("import copy, torch" + imports + "\nc0 = torch.load(" + pyStr(ckpt) + ")\n")
+	return v
+}
+
+// add queues the variant name and returns its path.
+func (v *ckptVariants) add(name, code string) string {
+	p := filepath.Join(v.dir, name+".pt")
+	v.src.WriteString("c = copy.deepcopy(c0)\n" + code + "\ntorch.save(c, " + pyStr(p) + ")\n")
+	return p
+}
+
+// write runs the queue.
+func (v *ckptVariants) write(t *testing.T) {
+	t.Helper()
+	py, _ := python(t)
+	if out, err := exec.Command(py, "-c", v.src.String()).CombinedOutput(); err != nil {
+		t.Fatalf("writing the variants: %v\n%s", err, out)
 	}
 }
 
