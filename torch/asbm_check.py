@@ -51,7 +51,7 @@ def compare(a, b):
     return {"runs": [a, b], "world": [la[0]["world"], lb[0]["world"]], "epochs": len(la),
             "max_rel_loss_diff": max(rel), "median_rel_loss_diff": sorted(rel)[len(rel) // 2],
             "losses": [[x["phase"], x["epoch"], x["kind"], x["loss"], y["loss"]] for x, y in zip(la, lb)],
-            "max_abs_param_diff": params}
+            "max_abs_param_diff": params, "commands": [ca["meta"].get("command"), cb["meta"].get("command")]}
 
 
 def forward(ckpt, t, x, out_dir):

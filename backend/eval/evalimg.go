@@ -114,6 +114,7 @@ type imgEvalOptions struct {
 	seed         uint64
 	denoise      bool            // sample.Request.Denoise for the FID table
 	methods      map[string]bool // the FID table's rows (evalMethods names); nil: all
+	fidOnly      bool            // stop after the FID table (no paths, couplings, loss floors, inversion)
 	device       string          // "cpu", "ref" or "gpu"
 	features     string          // feature network file; "" = the shipped one of the data set
 	floorRepeats int
@@ -182,6 +183,8 @@ func newImgEvalFlags() *imgEvalFlags {
 		"(128) the covariance is rank-deficient")
 	f.nfeList = fs.String("nfe-list", "1,2,4,8,16,32,100", "step counts of the FID table; NFE 1 is the distilled generator for ASBM")
 	f.methods = fs.String("methods", "", "only these rows of the FID table, comma-separated (default all: "+strings.Join(methodNames(), ", ")+")")
+	fs.BoolVar(&o.fidOnly, "fid-only", false, "image models: only the FID table and its noise floor (no PF-ODE straightness, "+
+		"stage-2 loss floor or inversion test, which take minutes on large networks)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the sampling noise, the held-out draws and the floor")
 	fs.BoolVar(&o.denoise, "denoise", false, sample.DenoiseUsage)
 	fs.StringVar(&o.device, "device", "cpu", "cpu (the gorgonia training engine, OpenBLAS), ref (the plain-Go reference networks, ~10× slower) or gpu (WGSL kernels on native WebGPU: much faster on a real GPU)")

@@ -195,8 +195,9 @@ func TestEvalImages(t *testing.T) {
 	}
 
 	// --methods keeps only the rows asked for, with the values of the full table (each row draws from
-	// the seed alone); the rows without the denoising step are the same with --denoise.
-	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--methods", "baseline-ancestral,distilled", "--denoise"}, tinyEvalArgs...)
+	// the seed alone); the rows without the denoising step are the same with --denoise; --fid-only
+	// leaves out everything after the table.
+	args = append([]string{"eval", "--model", model, "--features", feat, "--json", "--methods", "baseline-ancestral,distilled", "--denoise", "--fid-only"}, tinyEvalArgs...)
 	code, stdout, stderr = runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("eval --methods: exit %d: %s", code, stderr)
@@ -207,6 +208,11 @@ func TestEvalImages(t *testing.T) {
 	}
 	if len(part.FID) != 2 || !part.Denoise || rep.Denoise {
 		t.Errorf("--methods baseline-ancestral,distilled --denoise: rows %v, denoise %v (full run %v)", cli.SortedKeys(part.FID), part.Denoise, rep.Denoise)
+	}
+	if len(part.Straightness) != 0 || len(part.TargetVariance) != 0 || part.Inversion != nil || part.Floor != rep.Floor ||
+		!slices.ContainsFunc(part.Notes, func(s string) bool { return strings.Contains(s, "--fid-only") }) {
+		t.Errorf("--fid-only: straightness %v, loss floors %v, inversion %v, floor %v (full run %v), notes %q",
+			part.Straightness, part.TargetVariance, part.Inversion, part.Floor, rep.Floor, part.Notes)
 	}
 	for _, k := range []string{"baseline-ancestral", "distilled"} {
 		for i := range nfes {

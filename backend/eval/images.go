@@ -286,6 +286,14 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 		return nil, firstErr
 	}
 
+	if o.fidOnly {
+		rep.Notes = append(rep.Notes, "--fid-only: no straightness, stage-2 loss floor or inversion test")
+		if len(rep.Skipped) == 0 {
+			rep.Skipped = nil
+		}
+		return rep, nil
+	}
+
 	nets, err := openEvalNets(m, o.device)
 	if err != nil {
 		return nil, err

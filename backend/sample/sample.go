@@ -4,12 +4,15 @@ package sample
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"asbm/backend/asbm"
@@ -157,7 +160,8 @@ func Command(args []string, stdout io.Writer) error {
 	out := fs.String("out", "-", "output: a .csv or .png path (a scatter for 2-D models, an image grid for image models), or - for CSV on stdout")
 	device := fs.String("device", "cpu", "cpu (reference) or gpu (WGSL kernels on native WebGPU)")
 	dataSpec := fs.String("data", "", "instead of --model: draw --n random real images of this image data set "+
-		"(mnist, fashion, emoji, emoji:faces, dir:PATH; training split) at --size, as a PNG grid to set beside a model's samples")
+		"(mnist, fashion, emoji, emoji:faces, dir:PATH; training split) at --size, as a PNG grid to set beside a model's samples, "+
+		"or with --out ending .npy the whole set (--n 0) as float32 [N, C, H, W] in [−1, 1], for torch/asbm_train.py --data npy:PATH")
 	size := fs.Int("size", 0, "with --data: image side in pixels (default the data set's own: 28 for mnist and fashion, 32 otherwise)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
@@ -233,16 +237,19 @@ func Command(args []string, stdout io.Writer) error {
 }
 
 // realGrid writes n random training images of the data set spec (size×size; 0 = its own size) as
-// a PNG grid, chosen without replacement (all of them when the set is smaller) by seed.
+// a PNG grid, chosen without replacement (all of them when the set is smaller) by seed; with out
+// ending .npy it writes them as a NumPy array instead, the whole set in its order when n is 0 (the
+// PyTorch trainer cannot read the emoji font, so this is how the emoji sets reach it).
 func realGrid(spec string, size, n int, seed uint64, out string) error {
-	if !strings.HasSuffix(strings.ToLower(out), ".png") {
-		return cli.Usagef("--data writes a PNG grid: --out must end in .png, got %q", out)
+	npy := strings.HasSuffix(strings.ToLower(out), ".npy")
+	if !npy && !strings.HasSuffix(strings.ToLower(out), ".png") {
+		return cli.Usagef("--data writes a PNG grid or a .npy array: --out must end in .png or .npy, got %q", out)
 	}
-	if n == 0 {
+	if n == 0 && !npy {
 		n = 64
 	}
-	if n < 1 || n > 4096 {
-		return cli.Usagef("--n must be between 1 and 4096 with --data, got %d", n)
+	if n < 0 || n > 4096 || (n == 0 && !npy) {
+		return cli.Usagef("--n must be between 1 and 4096 with --data (0 with a .npy: the whole set), got %d", n)
 	}
 	if size == 0 {
 		size = 32
@@ -261,12 +268,42 @@ func realGrid(spec string, size, n int, seed uint64, out string) error {
 		return err
 	}
 	d := set.C * set.H * set.W
-	idx := rand.New(rand.NewPCG(seed, 0x5245414c)).Perm(set.N)[:min(n, set.N)] // "REAL"
-	imgs := make([]float32, 0, len(idx)*d)
-	for _, i := range idx {
-		imgs = append(imgs, set.Pixels[i*d:(i+1)*d]...)
+	imgs := set.Pixels[:set.N*d]
+	if n > 0 {
+		idx := rand.New(rand.NewPCG(seed, 0x5245414c)).Perm(set.N)[:min(n, set.N)] // "REAL"
+		imgs = make([]float32, 0, len(idx)*d)
+		for _, i := range idx {
+			imgs = append(imgs, set.Pixels[i*d:(i+1)*d]...)
+		}
+	}
+	if npy {
+		return writeNPY(out, imgs, []int{len(imgs) / d, set.C, set.H, set.W})
 	}
 	return plot.WriteImageGridPNG(out, imgs, weights.Arch{Kind: "unet", Dim: d, Channels: set.C, Height: set.H, Width: set.W})
+}
+
+// writeNPY writes v as a little-endian float32 C-order array of shape in NumPy's .npy format
+// (version 1.0: magic, header length, a Python-literal header padded to 64 bytes, the data).
+func writeNPY(path string, v []float32, shape []int) error {
+	dims := make([]string, len(shape))
+	for i, s := range shape {
+		dims[i] = strconv.Itoa(s)
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += "," // a Python 1-tuple
+	}
+	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", tuple)
+	pad := 64 - (10+len(header)+1)%64
+	header += strings.Repeat(" ", pad%64) + "\n"
+	buf := make([]byte, 0, 10+len(header)+4*len(v))
+	buf = append(buf, "\x93NUMPY\x01\x00"...)
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(header)))
+	buf = append(buf, header...)
+	for _, x := range v {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+	}
+	return os.WriteFile(path, buf, 0o644)
 }
 
 // writeCSV writes one point per line with a header x,y (x0,x1,… for d > 2).

@@ -24,6 +24,7 @@ import (
 	"asbm/backend/train"
 	"asbm/model"
 	"asbm/shaders"
+	"asbm/weights"
 )
 
 // The PyTorch trainer's tiny runs: a toy MLP and a colour U-Net on a folder of small PNG files (written
@@ -115,7 +116,28 @@ func TestTorchTrainer(t *testing.T) {
 	ddp = append(ddp, map[string]any{"train": append([]string{"--run", resumed, "--stop-after-epochs", "5"}, runs["toy"]...)})
 	one = append(one, map[string]any{"train": []string{"--resume", "--run", resumed, "--threads", "1"}},
 		map[string]any{"compare": []string{resumed, filepath.Join(dir, "toy1"), filepath.Join(dir, "cmp-resume.json")}})
+	// A run whose stage 2 and distillation --phase-seconds cuts to one epoch each, on two processes
+	// (rank 0 decides for both), against the same run asked for one epoch of each on one process.
+	capped, uncut := filepath.Join(dir, "toyCap"), filepath.Join(dir, "toyOne")
+	ddp = append(ddp, map[string]any{"train": append(append([]string{"--run", capped}, runs["toy"]...),
+		"--stage2-epochs", "5", "--distill-epochs", "3", "--phase-seconds", "stage2=1e-9,distill=1e-9")})
+	one = append(one, map[string]any{"train": append(append([]string{"--run", uncut, "--threads", "1"}, runs["toy"]...),
+		"--stage2-epochs", "1", "--distill-epochs", "1")},
+		map[string]any{"compare": []string{capped, uncut, filepath.Join(dir, "cmp-cap.json")}})
 	runJobs(t, py, dir, "ddp", 2, ddp)
+
+	// --init-from: the DDP toy run's networks as a model file, trained further from stage 2 at a
+	// learning rate too small to move them, so every network must come back as the file's.
+	src, err := Read(filepath.Join(dir, "toy2", "model.pt"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcPath, initRun := filepath.Join(dir, "toy2.msgpack"), filepath.Join(dir, "toyInit")
+	if err := weights.WriteFile(srcPath, src); err != nil {
+		t.Fatal(err)
+	}
+	one = append(one, map[string]any{"train": append(append([]string{"--run", initRun, "--threads", "1"}, runs["toy"]...),
+		"--init-from", srcPath, "--from-phase", "stage2", "--lr", "1e-12")})
 
 	// Inputs of the forward comparison, and the single-process runs, comparisons, PyTorch forwards
 	// and the trainer's defaults in one more Python process.
@@ -180,6 +202,78 @@ func TestTorchTrainer(t *testing.T) {
 			if !(d < 1e-5) {
 				t.Errorf("the resumed run's %s differs by %.3g", net, d)
 			}
+		}
+	})
+	t.Run("phase-seconds", func(t *testing.T) {
+		var cmp struct {
+			Epochs   int                `json:"epochs"`
+			MaxRel   float64            `json:"max_rel_loss_diff"`
+			MaxParam map[string]float64 `json:"max_abs_param_diff"`
+			Commands []string           `json:"commands"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "cmp-cap.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &cmp)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 4 stage-1 epochs, then one each of stage 2, the baseline (stage 2's count) and distillation.
+		if cmp.Epochs != 7 || !(cmp.MaxRel < 1e-5) {
+			t.Errorf("the capped run: %d epochs (want 7), losses differ by %.3g relative from the uncapped one", cmp.Epochs, cmp.MaxRel)
+		}
+		for net, d := range cmp.MaxParam {
+			if !(d < 1e-5) {
+				t.Errorf("the capped run's %s differs by %.3g", net, d)
+			}
+		}
+		if len(cmp.Commands) != 2 || cmp.Commands[0] != cmp.Commands[1] || !strings.Contains(cmp.Commands[0], "--stage2-epochs 1 ") ||
+			!strings.Contains(cmp.Commands[0], "--distill-epochs 1 ") {
+			t.Errorf("the capped run's command should be the uncapped run's, with the epochs it ran:\n%q", cmp.Commands)
+		}
+	})
+	t.Run("init-from", func(t *testing.T) {
+		f, err := Read(filepath.Join(initRun, "model.pt"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range src.Tensors {
+			want, _, err := src.Float32(tn.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := f.Float32(tn.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The control is stage 1's and taken as is; the others moved by at most lr × steps.
+			tol := 1e-6
+			if strings.HasPrefix(tn.Name, "control/") {
+				tol = 0
+			}
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= tol) {
+					t.Fatalf("%s[%d]: %g after --init-from, the file has %g", tn.Name, i, got[i], want[i])
+				}
+			}
+		}
+		jsonl, err := os.ReadFile(filepath.Join(initRun, "train.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		phases := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(string(jsonl)), "\n") {
+			var e struct{ Phase string }
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			phases[e.Phase]++
+		}
+		training, _ := f.MetaString("training")
+		command, _ := f.MetaString("command")
+		if phases["stage1"] != 0 || phases["stage2"] != 2 || phases["baseline"] != 2 || phases["distill"] != 1 ||
+			!strings.HasPrefix(training, "init: ") || !strings.Contains(command, "--init-from "+srcPath+" --from-phase stage2 ") {
+			t.Errorf("epochs by phase %v; training %q; command %q", phases, training, command)
 		}
 	})
 	t.Run("defaults", func(t *testing.T) {

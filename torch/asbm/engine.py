@@ -38,8 +38,11 @@ class Trainable:
 
     def reset_optimizer(self):
         """A fresh AdamW: moments and step count cleared (asbm.md §2.5, stage switch)."""
+        # On a GPU the fused kernel: one launch for all parameters instead of several per tensor
+        # (the same update up to rounding); the CPU keeps the loop the Go engines are checked against.
+        fused = {"fused": True} if self.ctx.device.type == "cuda" else {}
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, betas=(0.9, 0.999), eps=1e-8,
-                                     weight_decay=0.0)
+                                     weight_decay=0.0, **fused)
 
     @torch.no_grad()
     def eval(self, t, x, ema=True):
@@ -71,9 +74,10 @@ class Trainable:
         loss.backward()
         self.opt.step()
         with torch.no_grad():
-            dcy = self.ema_decay
-            for e, p in zip(self.ema.parameters(), self.net.parameters()):
-                e.mul_(dcy).add_(p, alpha=1 - dcy)
+            # e ← dcy·e + (1 − dcy)·p, the per-tensor mul_/add_ batched over all tensors (same arithmetic).
+            dcy, ema = self.ema_decay, list(self.ema.parameters())
+            torch._foreach_mul_(ema, dcy)
+            torch._foreach_add_(ema, list(self.net.parameters()), alpha=1 - dcy)
         return part
 
     def state(self):
