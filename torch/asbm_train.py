@@ -282,15 +282,14 @@ class Run:
 def init_from(args):
     """Reads --init-from's model file (weights/: backend train's, backend import's). Sets the arch
     and the FILE_META flags not given on the command line to the file's, refuses given ones that
-    differ (the networks were trained under them), and returns (path, {role: state dict}, the file's
-    training metadata)."""
+    differ (the networks were trained under them), and returns (path, the file's arch, {role: state
+    dict}, the file's training metadata)."""
     path = args.init_from
     arch, tensors = read_weights(path)
     with open(path, "rb") as f:
         meta = msgpack.unpackb(f.read(), raw=False, strict_map_key=False).get("meta") or {}
-    flags = {"hidden": "hidden", "layers": "layers", "fourier": "fourier", "base": "base", "mults": "mults",
-             "res_blocks": "res_blocks", "groups": "groups", "time_emb": "time_emb"}
-    vals = {k: arch.get(a) for k, a in flags.items()}
+    # The arch keys are the flags' names (config.FLAGS).
+    vals = {k: arch.get(k) for k in ("hidden", "layers", "fourier", "base", "mults", "res_blocks", "groups", "time_emb")}
     vals.update({k: meta.get(k) for k in FILE_META})
     if meta.get("score_scale") is None:
         vals["score_scale"] = "raw"  # files from before --score-scale hold raw score networks
