@@ -35,7 +35,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import msgpack  # noqa: E402
 import torch  # noqa: E402
 
 from asbm import config, data as datasets  # noqa: E402
@@ -285,9 +284,7 @@ def init_from(args):
     differ (the networks were trained under them), and returns (path, the file's arch, {role: state
     dict}, the file's training metadata)."""
     path = args.init_from
-    arch, tensors = read_weights(path)
-    with open(path, "rb") as f:
-        meta = msgpack.unpackb(f.read(), raw=False, strict_map_key=False).get("meta") or {}
+    arch, tensors, meta = read_weights(path)
     # The arch keys are the flags' names (config.FLAGS).
     vals = {k: arch.get(k) for k in ("hidden", "layers", "fourier", "base", "mults", "res_blocks", "groups", "time_emb")}
     vals.update({k: meta.get(k) for k in FILE_META})

@@ -251,7 +251,7 @@ def load_go(net, tensors, prefix=""):
 def read_weights(path):
     """Reads a project weights file (weights/codec.go: a msgpack map magic, version, arch, tensors
     [{name, dtype, shape, data}], meta, data raw little-endian f32 or f16). Returns (arch dict,
-    {name: float32 array})."""
+    {name: float32 array}, meta dict)."""
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -275,13 +275,13 @@ def read_weights(path):
             raise ValueError(f"{path}: tensor {name}: shape {t['shape']} of {t['dtype']} needs "
                              f"{n * np.dtype(dtype).itemsize} bytes, data has {len(t['data'])}")
         tensors[name] = np.frombuffer(t["data"], dtype=dtype).astype(np.float32).reshape(t["shape"])
-    return doc["arch"], tensors
+    return doc["arch"], tensors, doc.get("meta") or {}
 
 
 def load_weights(path, prefix=""):
     """Builds the U-Net of the weights file at path and loads the network stored under prefix
     ("score/", "control/", …; "" for a file holding one network). Returns (arch, module)."""
-    arch, tensors = read_weights(path)
+    arch, tensors, _ = read_weights(path)
     try:
         net = UNet(arch)
     except ValueError as e:

@@ -286,11 +286,11 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 		return nil, firstErr
 	}
 
+	if len(rep.Skipped) == 0 {
+		rep.Skipped = nil // only the FID table skips methods
+	}
 	if o.fidOnly {
 		rep.Notes = append(rep.Notes, "--fid-only: no straightness, stage-2 loss floor or inversion test")
-		if len(rep.Skipped) == 0 {
-			rep.Skipped = nil
-		}
 		return rep, nil
 	}
 
@@ -408,9 +408,6 @@ func evaluateImages(m *modelfile.File, o imgEvalOptions) (*imgEvalReport, error)
 			logf("inversion %s: class kept %.3f (%.1f s)", p.name, inv.Kept[p.name], time.Since(t0).Seconds())
 		}
 		rep.Inversion = inv
-	}
-	if len(rep.Skipped) == 0 {
-		rep.Skipped = nil
 	}
 	return rep, nil
 }

@@ -87,6 +87,30 @@ func runJobs(t *testing.T, py, dir, name string, nproc int, jobs []map[string]an
 	}
 }
 
+// compareReport is what `asbm_check.py` compare writes: two runs' epoch losses and final parameters.
+type compareReport struct {
+	World     []int              `json:"world"`
+	Epochs    int                `json:"epochs"`
+	MaxRel    float64            `json:"max_rel_loss_diff"`
+	MedianRel float64            `json:"median_rel_loss_diff"`
+	MaxParam  map[string]float64 `json:"max_abs_param_diff"`
+	Commands  []string           `json:"commands"`
+}
+
+// readCompare reads the compare report at path.
+func readCompare(t *testing.T, path string) compareReport {
+	t.Helper()
+	var cmp compareReport
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &cmp)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmp
+}
+
 // TestTorchTrainer trains the toy and the image net with torch/asbm_train.py on two processes
 // (torchrun, DDP over gloo) and on one, then checks that
 //   - the two runs agree (epoch losses and final parameters up to float rounding: asbm/dist.py);
@@ -96,7 +120,9 @@ func runJobs(t *testing.T, py, dir, name string, nproc int, jobs []map[string]an
 //     σ-scaled score networks (the image defaults' --score-scale sigma, kept in the metadata);
 //   - the trainer's defaults are backend train's (DefaultConfig, DefaultImageConfig);
 //   - asbm/png.py decodes the PNG files Go's image/png writes to the same pixels;
-//   - a run stopped on two processes and resumed on one ends where the one-process run ends.
+//   - a run stopped on two processes and resumed on one ends where the one-process run ends;
+//   - a --phase-seconds run equals the run asked for the epochs it ran, and --init-from trains a
+//     model file's networks further.
 func TestTorchTrainer(t *testing.T) {
 	py, _ := python(t)
 	dir := t.TempDir()
@@ -182,18 +208,7 @@ func TestTorchTrainer(t *testing.T) {
 		}
 	})
 	t.Run("resume", func(t *testing.T) {
-		var cmp struct {
-			Epochs   int                `json:"epochs"`
-			MaxRel   float64            `json:"max_rel_loss_diff"`
-			MaxParam map[string]float64 `json:"max_abs_param_diff"`
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "cmp-resume.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &cmp)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		cmp := readCompare(t, filepath.Join(dir, "cmp-resume.json"))
 		t.Logf("stopped after 5 epochs on 2 processes, resumed on 1, vs 1 process throughout: losses %.2g, parameters %v", cmp.MaxRel, cmp.MaxParam)
 		if cmp.Epochs != 9 || !(cmp.MaxRel < 1e-5) {
 			t.Errorf("the resumed run: %d epochs, losses differ by %.3g relative", cmp.Epochs, cmp.MaxRel)
@@ -205,19 +220,7 @@ func TestTorchTrainer(t *testing.T) {
 		}
 	})
 	t.Run("phase-seconds", func(t *testing.T) {
-		var cmp struct {
-			Epochs   int                `json:"epochs"`
-			MaxRel   float64            `json:"max_rel_loss_diff"`
-			MaxParam map[string]float64 `json:"max_abs_param_diff"`
-			Commands []string           `json:"commands"`
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "cmp-cap.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &cmp)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		cmp := readCompare(t, filepath.Join(dir, "cmp-cap.json"))
 		// 4 stage-1 epochs, then one each of stage 2, the baseline (stage 2's count) and distillation.
 		if cmp.Epochs != 7 || !(cmp.MaxRel < 1e-5) {
 			t.Errorf("the capped run: %d epochs (want 7), losses differ by %.3g relative from the uncapped one", cmp.Epochs, cmp.MaxRel)
@@ -308,21 +311,7 @@ func TestTorchTrainer(t *testing.T) {
 	}
 	for _, k := range []string{"toy", "image"} {
 		t.Run(k, func(t *testing.T) {
-			var cmp struct {
-				World          []int              `json:"world"`
-				Epochs         int                `json:"epochs"`
-				MaxRel         float64            `json:"max_rel_loss_diff"`
-				MedianRel      float64            `json:"median_rel_loss_diff"`
-				MaxParam       map[string]float64 `json:"max_abs_param_diff"`
-				LossesByEpochs [][]any            `json:"losses"`
-			}
-			b, err := os.ReadFile(filepath.Join(dir, "cmp-"+k+".json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &cmp); err != nil {
-				t.Fatal(err)
-			}
+			cmp := readCompare(t, filepath.Join(dir, "cmp-"+k+".json"))
 			t.Logf("DDP (%d processes) vs one process, %d epochs: epoch losses max relative difference %.2g (median %.2g); final parameters max |Δ| %v",
 				cmp.World[0], cmp.Epochs, cmp.MaxRel, cmp.MedianRel, cmp.MaxParam)
 			if cmp.World[0] != 2 || cmp.World[1] != 1 || cmp.Epochs < 5 {
