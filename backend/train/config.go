@@ -174,7 +174,8 @@ func trainFlagSet(c *Config, o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.out, "out", "", "model file to write at the end (default weights/<data set>.msgpack)")
 	fs.StringVar(&o.run, "run", "", "folder for the checkpoint and log (default runs/<data set>)")
 	fs.BoolVar(&o.resume, "resume", false, "continue the run in --run from its checkpoint; flags given with it override the stored ones")
-	fs.StringVar(&o.fromPhase, "from-phase", "", "with --resume: restart at this phase (stage2, baseline or distill), keeping the earlier Phases' networks")
+	fs.StringVar(&o.fromPhase, "from-phase", "", "with --resume: restart at this phase (stage2, baseline or distill), keeping the earlier phases' networks; "+
+		"with --init-from: the phase the new run starts at (default stage2)")
 	fs.BoolVar(&o.keepWeights, "keep-weights", false, "with --from-phase: start that phase and the later ones from their finished networks "+
 		"(weights, EMA, optimizer moments) instead of fresh ones, on a new noise stream: trains them for more epochs")
 	fs.StringVar(&o.device, "device", "cpu", "training engine: cpu (gorgonia), gpu or auto")
@@ -183,15 +184,18 @@ func trainFlagSet(c *Config, o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.stopAfter, "stop-after", "", "stop after this phase (stage1, stage2, baseline), checkpoint kept; --resume continues")
 	fs.StringVar(&o.distillFrom, "distill-from", "", "start a new run at distillation with the networks of this model file (its command's "+
 		"configuration, overridden by the flags given): a new one-step generator without retraining the rest; "+
-		"with --keep-weights the file's generator is trained further")
+		"with --keep-weights the file's generator is trained further (the same as --init-from FILE --from-phase distill)")
+	fs.StringVar(&o.initFrom, "init-from", "", "start a new run at --from-phase (default stage2) with the networks of this model file "+
+		"as the earlier phases' (its command's configuration, overridden by the flags given): that phase and the later ones are "+
+		"trained again, or further from the file's networks with --keep-weights")
 	return fs
 }
 
 // runOptions are the train flags that are not part of the stored configuration.
 type runOptions struct {
-	out, run, fromPhase, device, stopAfter, distillFrom string
-	resume, f16, keepWeights                            bool
-	size                                                int
+	out, run, fromPhase, device, stopAfter, distillFrom, initFrom string
+	resume, f16, keepWeights                                      bool
+	size                                                          int
 }
 
 // defaultsFor returns the default configuration for the --data named in args: the toys' for toy

@@ -21,7 +21,7 @@ import (
 // Command is `backend train`: it parses the flags (or the resumed run's stored configuration), runs
 // the phases from the checkpoint onwards, and exports the model file at the end.
 func Command(args []string, stdout io.Writer) error {
-	src, err := loadDistillSource(args)
+	src, err := loadInitSource(args)
 	if err != nil {
 		return err
 	}
@@ -43,14 +43,14 @@ func Command(args []string, stdout io.Writer) error {
 	if o.device != "cpu" && o.device != "gpu" && o.device != "auto" {
 		return cli.Usagef("--device must be cpu, gpu or auto, got %q", o.device)
 	}
-	if o.fromPhase != "" && (!o.resume || PhaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
-		return cli.Usagef("--from-phase needs --resume and one of stage2, baseline, distill; got %q", o.fromPhase)
+	if o.fromPhase != "" && ((!o.resume && o.initFrom == "") || PhaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
+		return cli.Usagef("--from-phase needs --resume or --init-from, and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
-	if o.keepWeights && o.fromPhase == "" && o.distillFrom == "" {
-		return cli.Usagef("--keep-weights needs --from-phase or --distill-from (the phase to train further)")
+	if o.keepWeights && o.fromPhase == "" && src == nil {
+		return cli.Usagef("--keep-weights needs --from-phase, --init-from or --distill-from (the phase to train further)")
 	}
-	if o.distillFrom != "" && (o.resume || o.stopAfter != "") {
-		return cli.Usagef("--distill-from starts a new run: it does not take --resume, --from-phase or --stop-after (resume it with --resume --run)")
+	if src != nil && (o.resume || o.stopAfter != "") {
+		return cli.Usagef("--%s starts a new run: it does not take --resume or --stop-after (resume it with --resume --run)", src.flag)
 	}
 	if o.stopAfter != "" && (PhaseIndex(o.stopAfter) < 0 || o.stopAfter == "done" || o.stopAfter == "distill") {
 		return cli.Usagef("--stop-after must be one of stage1, stage2, baseline; got %q", o.stopAfter)
@@ -121,7 +121,7 @@ func Command(args []string, stdout io.Writer) error {
 		}
 		st = &State{Config: c, Phase: Phases[0], Final: map[string]map[string][]float32{}}
 		if src != nil {
-			if err := st.startDistill(src, o.keepWeights); err != nil {
+			if err := st.startFrom(src, o.keepWeights); err != nil {
 				return err
 			}
 		}
