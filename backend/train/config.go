@@ -176,8 +176,9 @@ func trainFlagSet(c *Config, o *runOptions) *flag.FlagSet {
 	fs.BoolVar(&o.resume, "resume", false, "continue the run in --run from its checkpoint; flags given with it override the stored ones")
 	fs.StringVar(&o.fromPhase, "from-phase", "", "with --resume: restart at this phase (stage2, baseline or distill), keeping the earlier phases' networks; "+
 		"with --init-from: the phase the new run starts at (default stage2)")
-	fs.BoolVar(&o.keepWeights, "keep-weights", false, "with --from-phase: start that phase and the later ones from their finished networks "+
-		"(weights, EMA, optimizer moments) instead of fresh ones, on a new noise stream: trains them for more epochs")
+	fs.BoolVar(&o.keepWeights, "keep-weights", false, "with --from-phase (or --init-from, --distill-from): start that phase and the later ones from their finished networks "+
+		"(weights, EMA, optimizer moments; from a model file its weights as both weights and EMA, fresh moments) instead of fresh ones, "+
+		"on a new noise stream: trains them for more epochs")
 	fs.StringVar(&o.device, "device", "cpu", "training engine: cpu (gorgonia), gpu or auto")
 	fs.BoolVar(&o.f16, "f16", false, "store the exported weights as f16")
 	fs.IntVar(&o.size, "size", 0, "image side length in pixels (default 28 for mnist and fashion, 32 otherwise)")
