@@ -248,7 +248,7 @@ func realGrid(spec string, size, n int, seed uint64, out string) error {
 	if n == 0 && !npy {
 		n = 64
 	}
-	if n < 0 || n > 4096 || (n == 0 && !npy) {
+	if n < 0 || n > 4096 {
 		return cli.Usagef("--n must be between 1 and 4096 with --data (0 with a .npy: the whole set), got %d", n)
 	}
 	if size == 0 {

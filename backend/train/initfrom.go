@@ -39,7 +39,7 @@ func loadInitSource(args []string) (*initSource, error) {
 	if src.phase == "" {
 		src.phase = "stage2"
 	}
-	if i := PhaseIndex(src.phase); i < 1 || src.phase == "done" {
+	if !restartPhase(src.phase) {
 		return nil, cli.Usagef("--from-phase must be one of stage2, baseline, distill; got %q", src.phase)
 	}
 	m, err := modelfile.Load(path)

@@ -190,6 +190,10 @@ func saveTrainState(path string, st *State) error {
 	return weights.WriteFile(path, f)
 }
 
+// restartPhase reports whether a run may restart at phase p (--from-phase, with --resume or
+// --init-from): any phase after stage 1 but "done".
+func restartPhase(p string) bool { return PhaseIndex(p) >= 1 && p != "done" }
+
 // PhaseIndex is the position of phase p in Phases, or −1.
 func PhaseIndex(p string) int {
 	for i, q := range Phases {

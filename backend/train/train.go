@@ -43,7 +43,7 @@ func Command(args []string, stdout io.Writer) error {
 	if o.device != "cpu" && o.device != "gpu" && o.device != "auto" {
 		return cli.Usagef("--device must be cpu, gpu or auto, got %q", o.device)
 	}
-	if o.fromPhase != "" && ((!o.resume && o.initFrom == "") || PhaseIndex(o.fromPhase) < 1 || o.fromPhase == "done") {
+	if o.fromPhase != "" && ((!o.resume && o.initFrom == "") || !restartPhase(o.fromPhase)) {
 		return cli.Usagef("--from-phase needs --resume or --init-from, and one of stage2, baseline, distill; got %q", o.fromPhase)
 	}
 	if o.keepWeights && o.fromPhase == "" && src == nil {
