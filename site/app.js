@@ -16,13 +16,20 @@
 //                                device, first)
 //   window.asbmWarmup            the last warm-up ({ms, device}) or its error
 //   document.body.dataset.weights "cache" | "network": where the current model file came from
+//   document.body.dataset.nets   the networks the client holds ("score", "gen", "control,gen,score";
+//                                "all" for a whole file)
+// The page fetches only the networks its sampler runs (the generator at NFE 1, the score for
+// the SDE and the ancestral sampler, both for the PF-ODE), and the rest of the ones it uses the first
+// time another sampler needs them, never the baseline (runtime.js, netsFor).
 // URL parameters: ?model=NAME picks a model, ?device=gpu|cpu overrides the automatic choice (a
 // software WebGPU adapter such as SwiftShader is slower than the CPU path, so "auto" takes the CPU
 // there and says so), ?grid=1|2|4|8 the image grid.
 import {
   drawAxes, drawPoints as plotPoints, drawMessage as plotMessage, drawImages, drawPlaceholder, gridLayout,
 } from './plot.js';
-import { startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive } from './runtime.js';
+import {
+  startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive, netsFor, pageNets, wantedNets,
+} from './runtime.js';
 
 const POINTS = 2000;
 const SIZE = 560; // the canvas's width in CSS pixels (style.css)
@@ -44,6 +51,8 @@ let forcedDevice = ['gpu', 'cpu'].includes(params.get('device')) ? params.get('d
 if (GRIDS.includes(params.get('grid'))) ui.grid.value = params.get('grid');
 
 let info = null;   // what asbm.load returned for the current model
+let current = null; // the current model's entry of listModels (null: loaded from a bare URL)
+let loadedNets = null; // the networks the client holds of it (null: the whole file)
 let busy = false;
 let last = null;   // {nfe, sampler, seed, grid}
 let samplerPicked = false; // the visitor chose a sampler: keep it across models
@@ -234,9 +243,47 @@ function timingText(r, what) {
   return text + (rest.length ? ' · ' + rest.join(' · ') : '');
 }
 
+// modelHas says whether the current model has network net: from /api/models when it lists the
+// networks (the client may not hold them all yet), else from what the client loaded.
+function modelHas(net) {
+  const all = current && pageNets(current);
+  return all ? all.includes(net) : !!(info && info.nets.includes(net));
+}
+
+// fetchAndLoad fetches nets of the model entry m (null: the whole file) and loads them into the
+// client (inside exclusive); it returns the client's info and sets loadedNets and the data attributes.
+async function fetchAndLoad(m, nets, what) {
+  const got = await fetchModel(m, (got, total) => {
+    ui.progress.value = total > 0 ? got / total : 0;
+    status(`Loading ${what} … ${(got / 1024).toFixed(0)}` + (total > 0 ? ` / ${(total / 1024).toFixed(0)} KiB` : ' KiB'));
+  }, nets);
+  const opts = { name: m.src };
+  if (forcedDevice === 'cpu') opts.device = 'cpu';
+  globalThis.__asbmLoaded = null; // widgets on this page must reload theirs (see widget.js)
+  const i = await globalThis.asbm.load(got.bytes, opts);
+  loadedNets = got.nets;
+  document.body.dataset.weights = got.fromCache ? 'cache' : 'network';
+  document.body.dataset.nets = got.nets ? got.nets.join(',') : 'all';
+  return { info: i, from: got.fromCache ? 'cache' : 'network' };
+}
+
+// ensureNets loads the rest of the page's networks of the current model when the client lacks one
+// that nfe and sampler run (inside generate, which holds no exclusive section yet).
+async function ensureNets(nfe, sampler) {
+  if (!current || loadedNets === null) return;
+  const need = netsFor(nfe, sampler);
+  if (need.every((n) => loadedNets.includes(n) || !modelHas(n))) return;
+  const rest = pageNets(current);
+  const r = await exclusive(() => fetchAndLoad(current, rest, `${current.name} (${rest.join(', ')})`));
+  info = r.info;
+  await warmUp();
+}
+
 async function loadModel(value) {
   const m = models.find((x) => x.value === value);
   const url = m ? m.url : value;
+  current = m || null;
+  loadedNets = null;
   setState('loading');
   ui.generate.disabled = true;
   clearError();
@@ -244,16 +291,20 @@ async function loadModel(value) {
   let from = '';
   try {
     info = await exclusive(async () => {
-      if (!m) return globalThis.asbm.load(url, forcedDevice === 'cpu' ? { device: 'cpu' } : undefined);
-      const got = await fetchModel(m, (got, total) => {
-        ui.progress.value = total > 0 ? got / total : 0;
-        status(`Loading ${m.name} … ${(got / 1024).toFixed(0)}` + (total > 0 ? ` / ${(total / 1024).toFixed(0)} KiB` : ' KiB'));
-      });
-      from = got.fromCache ? 'cache' : 'network';
-      const opts = { name: m.src };
-      if (forcedDevice === 'cpu') opts.device = 'cpu';
-      globalThis.__asbmLoaded = ''; // widgets on this page must reload theirs (see widget.js)
-      return globalThis.asbm.load(got.bytes, opts);
+      if (!m) {
+        document.body.dataset.weights = 'network';
+        document.body.dataset.nets = 'all';
+        return globalThis.asbm.load(url, forcedDevice === 'cpu' ? { device: 'cpu' } : undefined);
+      }
+      // The networks of the sampler the page will open with (the kind's default until the visitor
+      // picks one; NFE 8 where there is no generator).
+      const image = m.kind === 'unet';
+      const sampler = samplerPicked ? ui.sampler.value : defaultSampler(image);
+      const all = pageNets(m);
+      const nfe = Number(ui.nfe.value) === 1 && all && !all.includes('gen') ? 8 : Number(ui.nfe.value);
+      const r = await fetchAndLoad(m, wantedNets(m, netsFor(nfe, sampler)), m.name);
+      from = r.from;
+      return r.info;
     });
   } catch (e) {
     info = null;
@@ -261,7 +312,6 @@ async function loadModel(value) {
     if (forcedDevice !== 'cpu') offerCPU();
     return;
   }
-  document.body.dataset.weights = from;
   times = {};
   warm = null;
   last = null;
@@ -270,8 +320,8 @@ async function loadModel(value) {
   updateKind();
   blankCanvas();
   await warmUp();
-  const hasGen = info.nets.includes('gen');
-  const hasODE = info.samplers.includes('ode');
+  const hasGen = modelHas('gen');
+  const hasODE = modelHas('score') && modelHas('control');
   ui.sampler.querySelector('option[value=ode]').disabled = !hasODE;
   // Until the visitor picks one, each kind of model gets its better sampler at few steps: the
   // ancestral one for images, the SDE for the 2-D toys, whose spread it keeps (README, "Samplers at
@@ -308,25 +358,26 @@ async function generate() {
   ui.progress.value = 0;
   setState('busy');
   clearError();
-  status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
-  const opts = { nfe, seed, sampler, denoise: ui.denoise.checked, device: chooseDevice() };
   let previews = 0;
-  if (image) {
-    opts.n = g * g;
-    // About a dozen previews per run: each is one copy of the state and one redraw.
-    opts.preview = Math.max(1, Math.round(nfe / 12));
-    opts.onProgress = (step, total, pv) => {
-      ui.progress.value = total > 0 ? step / total : 0;
-      if (pv) {
-        drawGrid(pv.images, pv.shape);
-        previews++;
-        status(`Generating… step ${step} of ${total} (preview of the current state)`);
-      }
-    };
-  } else {
-    opts.points = POINTS;
-  }
   try {
+    await ensureNets(nfe, sampler);
+    status(nfe === 1 ? 'Generating (one step)…' : `Generating (${nfe} steps)…`);
+    const opts = { nfe, seed, sampler, denoise: ui.denoise.checked, device: chooseDevice() };
+    if (image) {
+      opts.n = g * g;
+      // About a dozen previews per run: each is one copy of the state and one redraw.
+      opts.preview = Math.max(1, Math.round(nfe / 12));
+      opts.onProgress = (step, total, pv) => {
+        ui.progress.value = total > 0 ? step / total : 0;
+        if (pv) {
+          drawGrid(pv.images, pv.shape);
+          previews++;
+          status(`Generating… step ${step} of ${total} (preview of the current state)`);
+        }
+      };
+    } else {
+      opts.points = POINTS;
+    }
     const r = await exclusive(() => globalThis.asbm.generate(opts));
     window.asbmLastResult = {
       ms: r.ms, adapter: r.adapter, method: r.method, steps: r.steps, seed: r.seed, n: r.n,

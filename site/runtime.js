@@ -96,12 +96,44 @@ export async function listModels(base) {
     for (const m of list.filter((m) => m.error)) console.warn(`model ${m.name} skipped: ${m.error}`);
     return list.filter((m) => !m.error).map((m) => ({
       name: m.name, src: m.url, url: new URL(m.url, base).href, bytes: m.bytes, sha256: m.sha256 || '',
+      nets: Array.isArray(m.nets) ? m.nets : [], kind: m.kind || '',
       label: `${m.name} (${(m.bytes / 1024).toFixed(0)} KiB)`,
     }));
   } catch (e) {
     console.warn('api/models unavailable, using the default list:', e);
-    return FALLBACK_MODELS.map((n) => ({ name: n, src: `weights/${n}.msgpack`, url: new URL(`weights/${n}.msgpack`, base).href, bytes: 0, sha256: '', label: n }));
+    return FALLBACK_MODELS.map((n) => ({
+      name: n, src: `weights/${n}.msgpack`, url: new URL(`weights/${n}.msgpack`, base).href, bytes: 0, sha256: '',
+      nets: [], kind: '', label: n,
+    }));
   }
+}
+
+// PAGE_NETS are the networks the page and the widget sample with. A model file holds others too
+// (the baseline, for backend eval), which a visitor never needs.
+export const PAGE_NETS = ['score', 'control', 'gen'];
+
+// netsFor lists the networks a sampler runs: the distilled generator alone at NFE 1, the score for
+// the backward SDE and the ancestral sampler, the score and the control for the PF-ODE.
+export function netsFor(nfe, sampler) {
+  if (nfe === 1) return ['gen'];
+  return sampler === 'ode' ? ['score', 'control'] : ['score'];
+}
+
+// pageNets is every network of the model the page may run (PAGE_NETS it holds), or null when the
+// model's networks are unknown (a static host without /api/models: the whole file is fetched).
+export function pageNets(model) {
+  if (!model.sha256 || !model.nets || model.nets.length === 0) return null;
+  return PAGE_NETS.filter((n) => model.nets.includes(n));
+}
+
+// wantedNets is what to fetch of model so that nets (netsFor) can run: those of them the file
+// has, or null for the whole file (networks unknown, or a file with none of them, whose load then
+// says what is missing).
+export function wantedNets(model, nets) {
+  const all = pageNets(model);
+  if (!all) return null;
+  const want = all.filter((n) => nets.includes(n));
+  return want.length ? want : null;
 }
 
 // expectedLength is the decoded size of a response body, or 0 when unknown. Content-Length is the
@@ -148,50 +180,70 @@ async function sha256Prefix(bytes) {
   return Array.from(d.slice(0, 8), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function cacheKey(model) {
+function cacheKey(model, nets) {
   const u = new URL(model.url);
-  u.search = '?sha256=' + model.sha256;
+  u.search = '?sha256=' + model.sha256 + (nets ? '&nets=' + nets.join(',') : '');
   return u.href;
 }
 
-// fetchModel returns {bytes, fromCache} for a model from listModels. Files are cached with the
-// Cache API under the file's sha256 from /api/models, so a retrained model is fetched afresh and
-// its old copy dropped; both copies are checked against that hash. Without the Cache API (an
-// insecure context) or a hash, it simply downloads.
-export async function fetchModel(model, onProgress) {
+// SUM_HEADER holds, on a cached copy of a network subset, the SHA-256 prefix its bytes had when
+// downloaded: /api/models lists only the whole file's, and the cache is checked against this.
+const SUM_HEADER = 'X-ASBM-SHA256';
+
+// fetchModel returns {bytes, fromCache, nets} for a model from listModels. nets (optional) names
+// the networks wanted (wantedNets); the server then sends the file with only those
+// (/weights/NAME.msgpack?nets=…), and the returned nets says which the bytes hold (null: the whole
+// file). Files are cached with the Cache API under the file's sha256 from /api/models, so a
+// retrained model is fetched afresh and its old copies dropped. A whole file is checked against
+// that hash, a subset against the hash of its bytes stored beside it when it was cached. Without
+// the Cache API (an insecure context) or a hash, it simply downloads the whole file.
+export async function fetchModel(model, onProgress, nets = null) {
+  // A static host has no subsets, and nothing to key a cache on. Sorted, as the server names them.
+  nets = model.sha256 && nets ? [...nets].sort() : null;
   const cache = model.sha256 && globalThis.caches ? await caches.open(CACHE_NAME).catch(() => null) : null;
-  const key = cache ? cacheKey(model) : '';
+  const key = cache ? cacheKey(model, nets) : '';
   if (cache) {
     const hit = await cache.match(key);
     if (hit) {
       const bytes = new Uint8Array(await hit.arrayBuffer());
       const sum = await sha256Prefix(bytes);
-      if (sum === '' || sum === model.sha256) {
+      const want = nets ? hit.headers.get(SUM_HEADER) || '' : model.sha256;
+      if (sum === '' || sum === want) {
         if (onProgress) onProgress(bytes.length, bytes.length);
-        return { bytes, fromCache: true };
+        return { bytes, fromCache: true, nets };
       }
-      console.warn(`cached ${model.name} is corrupt (sha256 ${sum}, want ${model.sha256}); fetching it again`);
+      console.warn(`cached ${model.name} is corrupt (sha256 ${sum}, want ${want}); fetching it again`);
       await cache.delete(key);
     }
   }
-  const url = versioned(model.url, model.sha256);
-  const bytes = await fetchWithProgress(url, { bytes: model.bytes, onProgress, cache: url === model.url ? 'no-cache' : 'default' });
+  let url = versioned(model.url, model.sha256);
+  if (nets) {
+    const u = new URL(url);
+    u.searchParams.set('nets', nets.join(','));
+    url = u.href;
+  }
+  // A subset's size is not listed: its Content-Length says it.
+  const bytes = await fetchWithProgress(url, { bytes: nets ? 0 : model.bytes, onProgress, cache: url === model.url ? 'no-cache' : 'default' });
   if (cache) {
     const sum = await sha256Prefix(bytes);
-    if (sum !== '' && sum !== model.sha256) {
+    if (!nets && sum !== '' && sum !== model.sha256) {
       throw new Error(`${url}: sha256 ${sum} differs from the listed ${model.sha256}; reload the page`);
     }
     try {
+      // Older versions of this file go; this version's other subsets stay.
       const path = new URL(model.url).pathname;
       for (const old of await cache.keys()) {
-        if (new URL(old.url).pathname === path) await cache.delete(old);
+        const u = new URL(old.url);
+        if (u.pathname === path && u.searchParams.get('sha256') !== model.sha256) await cache.delete(old);
       }
-      await cache.put(key, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      const headers = { 'Content-Type': 'application/octet-stream' };
+      if (nets) headers[SUM_HEADER] = sum;
+      await cache.put(key, new Response(bytes, { headers }));
     } catch (e) {
       console.warn('could not cache the model file:', e); // quota, private mode: still usable
     }
   }
-  return { bytes, fromCache: false };
+  return { bytes, fromCache: false, nets };
 }
 
 // clearCache deletes the cached model files and returns how many there were.

@@ -15,13 +15,15 @@
 // origin; the server sends CORS headers for exactly those files. Every element on a page shares
 // the one Go runtime (runtime.js); the client holds one model at a time, so loads and generates
 // are queued (exclusive) and an element reloads its model only when another one was loaded since.
+// Like the page, an element fetches only the networks its sampler runs at its NFE (the generator
+// alone at NFE 1), and the rest of the ones it may use when the slider first needs them.
 //
 // For scripts and tests: element.dataset.state is "loading" | "ready" | "busy" | "done" | "error";
 // element.dataset.kind is "points" | "images" once loaded; element.lastPoints is the last
 // Float32Array of points, element.lastImages / element.lastShape the last images ([n, C, H, W]);
 // element.generate() runs one draw.
 import { drawAxes, drawPoints, drawMessage, drawImages, drawPlaceholder, gridLayout } from './plot.js';
-import { startRuntime, listModels, fetchModel, exclusive } from './runtime.js';
+import { startRuntime, listModels, fetchModel, exclusive, netsFor, pageNets, wantedNets } from './runtime.js';
 
 const BASE = new URL('./', import.meta.url);
 const POINTS = 2000;
@@ -161,14 +163,15 @@ export class ASBMGenerator extends HTMLElement {
         if (i && (i.software || i.gpuError)) {
           this.device = 'cpu';
           // The model on the client serves the CPU path as it is: no reload at the first Generate.
-          globalThis.__asbmLoaded = `${this.model.url}#${this.model.sha256}#cpu`;
+          globalThis.__asbmLoaded = { ...globalThis.__asbmLoaded, key: this.loadKey() };
         }
         // One tiny forward so the first Generate does not stall on shader compilation.
         await globalThis.asbm.warmup({ device: this.device || 'gpu' }).catch((e) => console.warn('asbm-generator: warm-up failed:', e));
         return i;
       });
       this.info = info;
-      if (info && !info.nets.includes('gen')) this.slider.min = '2';
+      const all = pageNets(this.model);
+      if (all ? !all.includes('gen') : info && !info.nets.includes('gen')) this.slider.min = '2';
       this.dataset.kind = this.isImage() ? 'images' : 'points';
       this.canvas.setAttribute('aria-label', this.isImage() ? 'generated images' : 'generated points');
       this.blank();
@@ -180,27 +183,48 @@ export class ASBMGenerator extends HTMLElement {
     }
   }
 
-  // ensureLoaded (inside exclusive) loads this element's model unless it is the one the client
-  // holds; it returns the client's info.
+  // sampler is the element's sampler: its attribute, else the better one at few steps for the kind
+  // of model (README, "Samplers at few steps"): ancestral for images, the SDE for the 2-D toys,
+  // whose spread it keeps. Before the first load the kind comes from /api/models.
+  sampler() {
+    const asked = this.getAttribute('sampler');
+    if (['sde', 'ode', 'ancestral'].includes(asked)) return asked;
+    const image = this.info ? this.isImage() : this.model.kind === 'unet';
+    return image ? 'ancestral' : 'sde';
+  }
+
+  loadKey() { return `${this.model.url}#${this.model.sha256}#${this.device}`; }
+
+  // ensureLoaded (inside exclusive) loads this element's model unless the client holds it with the
+  // networks the slider's NFE and the sampler run (globalThis.__asbmLoaded: {key, nets}, nets null
+  // for the whole file); it returns the client's info, or null when nothing was loaded. It fetches
+  // those networks only, unless the client holds some of this model already: then all the ones the
+  // widget may run (PAGE_NETS), so moving the slider fetches at most once more.
   async ensureLoaded(force) {
-    const key = `${this.model.url}#${this.model.sha256}#${this.device}`;
-    if (!force && globalThis.__asbmLoaded === key) return null;
-    const { bytes } = await fetchModel(this.model, (got, total) => {
+    const need = netsFor(Number(this.slider.value), this.sampler());
+    const cur = globalThis.__asbmLoaded;
+    const same = cur && cur.key === this.loadKey();
+    const all = pageNets(this.model);
+    if (!force && same && (cur.nets === null || need.every((n) => cur.nets.includes(n) || (all && !all.includes(n))))) {
+      return null;
+    }
+    const nets = same && !force ? all : wantedNets(this.model, need);
+    const got = await fetchModel(this.model, (got, total) => {
       this.status(`Loading ${this.model.name} … ${Math.round((100 * got) / Math.max(total, 1))}%`);
-    });
+    }, nets);
     const opts = { name: this.model.src };
     if (this.device === 'cpu') opts.device = 'cpu';
     let info;
     try {
-      info = await globalThis.asbm.load(bytes, opts);
+      info = await globalThis.asbm.load(got.bytes, opts);
     } catch (e) {
       if (this.device === 'cpu') throw e;
       // No usable WebGPU: the CPU path works everywhere.
       console.warn('asbm-generator: WebGPU load failed, using the CPU path:', e);
       this.device = 'cpu';
-      info = await globalThis.asbm.load(bytes, { ...opts, device: 'cpu' });
+      info = await globalThis.asbm.load(got.bytes, { ...opts, device: 'cpu' });
     }
-    globalThis.__asbmLoaded = `${this.model.url}#${this.model.sha256}#${this.device}`;
+    globalThis.__asbmLoaded = { key: this.loadKey(), nets: got.nets };
     return info;
   }
 
@@ -211,10 +235,7 @@ export class ASBMGenerator extends HTMLElement {
     if (this.dataset.state === 'busy' || !this.model) return;
     const nfe = Number(this.slider.value);
     const seed = intAttr(this, 'seed', 0, 0, Number.MAX_SAFE_INTEGER);
-    // By default the better sampler at few steps for the kind of model (README, "Samplers at few
-    // steps"): ancestral for images, the SDE for the 2-D toys, whose spread it keeps.
-    const asked = this.getAttribute('sampler');
-    const sampler = ['sde', 'ode', 'ancestral'].includes(asked) ? asked : this.isImage() ? 'ancestral' : 'sde';
+    const sampler = this.sampler();
     const denoise = this.getAttribute('denoise') === 'true';
     const image = this.isImage();
     const g = gridAttr(this);

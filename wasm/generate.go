@@ -213,12 +213,12 @@ func generate(args []js.Value) (any, error) {
 	if req.nfe == 1 {
 		o.Method, o.Steps = "gen", 1
 		if m.cpu.Gen == nil {
-			return nil, errors.New("generate: this model has no distilled generator (gen/): choose NFE ≥ 2")
+			return nil, errors.New("generate: the loaded file has no distilled generator (gen/): choose NFE ≥ 2")
 		}
 	} else if m.cpu.Score == nil {
-		return nil, errors.New("generate: this model has no score network (score/): only NFE 1 works")
+		return nil, errors.New("generate: the loaded file has no score network (score/): only NFE 1 works")
 	} else if o.Method == "ode" && m.cpu.Control == nil {
-		return nil, errors.New("generate: the PF-ODE needs the control network (control/), which this model lacks: use the SDE")
+		return nil, errors.New("generate: the PF-ODE needs the control network (control/), which the loaded file lacks: use the SDE")
 	}
 
 	useCPU := req.device == "cpu" || (req.device == "" && cl.dev == nil && noWebGPUMessage() != "")

@@ -20,6 +20,7 @@ type handler struct {
 	site    *os.Root
 	weights *os.Root
 	files   *fileCache
+	subsets *subsetCache
 }
 
 // errBadPath is returned for request paths that try to leave their folder or that no file name
@@ -153,7 +154,7 @@ func (h *handler) serveEmbed(c echo.Context) error {
 }
 
 // serveWeights serves one model file by name, with its hash prefix as ETag and, for a ?v= naming
-// that hash, a year of caching.
+// that hash, a year of caching; with ?nets= only those networks of it (serveSubset).
 func (h *handler) serveWeights(c echo.Context) error {
 	rel, err := requestPath(c)
 	if err != nil {
@@ -168,6 +169,9 @@ func (h *handler) serveWeights(c echo.Context) error {
 		return notFound(err)
 	}
 	defer f.Close()
+	if c.QueryParams().Has("nets") {
+		return h.serveSubset(c, name, f, st)
+	}
 	cc := NoCache
 	if sum, err := h.files.sum(weightsKey(name), f, st); err == nil {
 		c.Response().Header().Set("ETag", `"`+sum[:ShortHashLen]+`"`)

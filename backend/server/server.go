@@ -14,6 +14,11 @@
 //	                           a model file from Config.Weights (not compressed: float bytes barely
 //	                           compress and an intact Content-Length lets the page show progress);
 //	                           ETag: its SHA-256 prefix
+//	GET /weights/<name>.msgpack?nets=score[,control,…][&v=HASH]
+//	                           the same file with only the named networks (arch and metadata kept),
+//	                           so the page fetches what its sampler runs; 400 names the file's nets
+//	                           when it lacks one. A static host ignores the query and sends the whole
+//	                           file, which the page loads just the same.
 //	GET /api/models            the *.msgpack files in Config.Weights: name, bytes, sha256 prefix, dataset
 //	GET /api/build             {"wasm", "wasm_sha256", "wasm_bytes"}: the client's hash for ?v=
 //	GET /embed                 dist/embed.html: the widget alone, for iframes on any site
@@ -141,7 +146,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		Skipper:   skipGzip,
 	}))
 
-	h := &handler{site: site, weights: wts, files: newFileCache()}
+	h := &handler{site: site, weights: wts, files: newFileCache(), subsets: newSubsetCache()}
 	// HEAD is answered like GET (http.ServeContent sends no body), so curl -I and link checkers work.
 	get := []string{http.MethodGet, http.MethodHead}
 	e.Match(get, "/api/models", h.listModels)

@@ -14,7 +14,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, mkdir, readFile, rm, copyFile, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, copyFile, writeFile, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,7 +152,9 @@ test('the page lists the image model, loads it, warms up and shows the grid cont
   assert.equal(info.image, true);
   assert.deepEqual(info.shape, [3, 8, 8]);
   assert.equal(info.arch.kind, 'unet');
-  assert.deepEqual(info.nets, ['score', 'control', 'gen']);
+  // At the page's opening NFE 1 it fetched the generator alone (the file has four networks).
+  assert.deepEqual(info.nets, ['gen']);
+  assert.equal(await page.evaluate(() => document.body.dataset.nets), 'gen');
   const warm = await page.evaluate(() => window.asbmWarmup);
   assert.ok(warm && warm.ms >= 0, `warm-up: ${JSON.stringify(warm)}`);
   assert.match(await page.textContent('#device-info'), /Kernels: f32.*3×8×8 images/);
@@ -205,6 +207,10 @@ test('NFE 8 (SDE, ODE, ancestral; with and without the denoising step) shows pre
     console.log(`# NFE 8 ${sampler} denoise ${denoise}: max |page − backend sample|/(1+|ref|) = ${d.toExponential(2)}, ${r.ms.toFixed(1)} ms`);
     assert.ok(d < TOL, `NFE 8 ${sampler} denoise ${denoise}: ${d} ≥ ${TOL}`);
     results[sampler + seed] = imgs;
+    // The first run past NFE 1 fetched the rest of the networks the page runs (never the baseline),
+    // once: the page then holds the score, the control and the generator.
+    assert.deepEqual((await page.evaluate(() => asbm.info())).nets, ['score', 'control', 'gen']);
+    assert.equal(await page.evaluate(() => document.body.dataset.nets), 'control,gen,score');
   }
   // The previews are drawn while the Go code runs: the page's event loop runs in between. A timer
   // ticking during a generate proves it (a frozen page would let it fire at most once at the end).
@@ -286,6 +292,9 @@ test('the WebGPU path gives the CPU path\'s images (where the GPU kernels run U-
     assert.equal(di.weights, 'f16');
     assert.equal(di.precision, 'f16 weights, f32 compute');
     assert.match(await p.textContent('#device-info'), /^GPU: f16 weights, f32 compute/);
+    // The page opened at NFE 1 holds the generator alone; one PF-ODE run through the page fetches
+    // the rest, which the direct asbm.generate calls below use.
+    await generateImages(p, { nfe: 3, seed: 4, sampler: 'ode', grid: 1, dim: 28 * 28 });
     for (const opt of [{ nfe: 1, seed: 3, n: 4 }, { nfe: 3, seed: 4, n: 4, sampler: 'ode' }]) {
       const gen = (device) => p.evaluate(async (o) => Array.from((await asbm.generate(o)).images), { ...opt, device });
       const [g16, cpu] = [await gen('gpu'), await gen('cpu')];
@@ -360,7 +369,7 @@ test('the shipped digits, fashion and emoji models generate at NFE 1 and NFE 8, 
     await waitState(page, 'ready');
     const info = await page.evaluate(() => asbm.info());
     assert.equal(info.image, true, `${name} is not an image model`);
-    assert.deepEqual(info.nets, ['score', 'control', 'gen'], `${name}: networks`);
+    assert.deepEqual(info.nets, ['gen'], `${name}: networks fetched at NFE 1`);
     const dim = info.shape.reduce((a, b) => a * b, 1);
     for (const opt of [{ nfe: 1, seed: 3, grid: 4 }, { nfe: 8, seed: 5, sampler: 'sde', grid: 4 }]) {
       const imgs = await generateImages(page, { ...opt, dim });
@@ -375,6 +384,7 @@ test('the shipped digits, fashion and emoji models generate at NFE 1 and NFE 8, 
       assert.ok(d < TOL, `${name} NFE ${opt.nfe}: ${d} ≥ ${TOL}`);
       await shot(page, `shipped-${name}-nfe${opt.nfe}`);
     }
+    assert.deepEqual((await page.evaluate(() => asbm.info())).nets, ['score', 'control', 'gen'], `${name}: networks after NFE 8`);
   }
 });
 
@@ -419,7 +429,8 @@ test('the emoji widget on a fresh browser transfers at most 2 MB in all', async 
   p.on('requestfinished', async (req) => {
     if (!req.url().startsWith(baseURL)) return;
     const sz = await req.sizes();
-    sizes.push({ file: new URL(req.url()).pathname, bytes: sz.responseBodySize + sz.responseHeadersSize });
+    const u = new URL(req.url());
+    sizes.push({ file: u.pathname, nets: u.searchParams.get('nets'), bytes: sz.responseBodySize + sz.responseHeadersSize });
   });
   try {
     await p.goto(otherURL);
@@ -429,6 +440,29 @@ test('the emoji widget on a fresh browser transfers at most 2 MB in all', async 
     console.log(`# emoji widget, first visit: ${total} bytes over the wire (${byFile})`);
     assert.ok(sizes.some((x) => x.file.endsWith('/asbm.wasm')) && sizes.some((x) => x.file.endsWith('/emoji.msgpack')),
       `the wasm or the model was not fetched: ${byFile}`);
+    // At NFE 1 the widget runs the generator alone, and fetched only that network of the file.
+    const fetched = sizes.filter((x) => x.file.endsWith('/emoji.msgpack'));
+    assert.deepEqual(fetched.map((x) => x.nets), ['gen'], `the model requests: ${JSON.stringify(fetched)}`);
+    const whole = (await stat(path.join(weightsDir, 'emoji.msgpack'))).size;
+    assert.ok(fetched[0].bytes < whole / 3, `the generator alone took ${fetched[0].bytes} bytes of the file's ${whole}`);
+    // Moving the slider past 1 fetches, once, the rest of the networks the widget may run (not the
+    // baseline), and the element draws with them.
+    const after = await p.mainFrame().evaluate(async () => {
+      const el = document.querySelector('asbm-generator');
+      const slider = el.shadowRoot.querySelector('input');
+      slider.value = '8';
+      slider.dispatchEvent(new Event('input'));
+      await el.generate();
+      slider.value = '4';
+      slider.dispatchEvent(new Event('input'));
+      await el.generate();
+      return { state: el.dataset.state, status: el.shadowRoot.querySelector('.status').textContent };
+    });
+    assert.equal(after.state, 'done', after.status);
+    const models = () => sizes.filter((x) => x.file.endsWith('/emoji.msgpack')).map((x) => x.nets);
+    for (let i = 0; i < 50 && models().length < 2; i++) await new Promise((r) => setTimeout(r, 100)); // sizes() is async
+    const later = models();
+    assert.deepEqual(later, ['gen', 'control,gen,score'], 'the model requests after NFE 8 and 4');
     assert.ok(total <= 2 * 1024 * 1024, `the emoji widget moved ${total} bytes (> 2 MiB): ${byFile}`);
     assert.deepEqual(errors, [], 'console errors');
   } finally {
