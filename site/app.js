@@ -28,7 +28,7 @@ import {
   drawAxes, drawPoints as plotPoints, drawMessage as plotMessage, drawImages, drawPlaceholder, gridLayout,
 } from './plot.js';
 import {
-  startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive, netsFor, pageNets, wantedNets,
+  startRuntime, listModels as listFromServer, fetchModel, clearCache, exclusive, netsFor, pageNets, wantedNets, holdsNets,
 } from './runtime.js';
 
 const POINTS = 2000;
@@ -270,9 +270,7 @@ async function fetchAndLoad(m, nets, what) {
 // ensureNets loads the rest of the page's networks of the current model when the client lacks one
 // that nfe and sampler run (inside generate, which holds no exclusive section yet).
 async function ensureNets(nfe, sampler) {
-  if (!current || loadedNets === null) return;
-  const need = netsFor(nfe, sampler);
-  if (need.every((n) => loadedNets.includes(n) || !modelHas(n))) return;
+  if (!current || holdsNets(current, loadedNets, netsFor(nfe, sampler))) return;
   const rest = pageNets(current);
   const r = await exclusive(() => fetchAndLoad(current, rest, `${current.name} (${rest.join(', ')})`));
   info = r.info;

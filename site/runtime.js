@@ -126,6 +126,15 @@ export function pageNets(model) {
   return PAGE_NETS.filter((n) => model.nets.includes(n));
 }
 
+// holdsNets says whether held, the networks the client holds of model (null: the whole file), can
+// run need (netsFor): each needed network is held, or the file has none to fetch (the client's
+// generate then says what is missing).
+export function holdsNets(model, held, need) {
+  if (held === null) return true;
+  const all = pageNets(model);
+  return need.every((n) => held.includes(n) || (all !== null && !all.includes(n)));
+}
+
 // wantedNets is what to fetch of model so that nets (netsFor) can run: those of them the file
 // has, or null for the whole file (networks unknown, or a file with none of them, whose load then
 // says what is missing).

@@ -23,7 +23,7 @@
 // Float32Array of points, element.lastImages / element.lastShape the last images ([n, C, H, W]);
 // element.generate() runs one draw.
 import { drawAxes, drawPoints, drawMessage, drawImages, drawPlaceholder, gridLayout } from './plot.js';
-import { startRuntime, listModels, fetchModel, exclusive, netsFor, pageNets, wantedNets } from './runtime.js';
+import { startRuntime, listModels, fetchModel, exclusive, netsFor, pageNets, wantedNets, holdsNets } from './runtime.js';
 
 const BASE = new URL('./', import.meta.url);
 const POINTS = 2000;
@@ -204,11 +204,8 @@ export class ASBMGenerator extends HTMLElement {
     const need = netsFor(Number(this.slider.value), this.sampler());
     const cur = globalThis.__asbmLoaded;
     const same = cur && cur.key === this.loadKey();
-    const all = pageNets(this.model);
-    if (!force && same && (cur.nets === null || need.every((n) => cur.nets.includes(n) || (all && !all.includes(n))))) {
-      return null;
-    }
-    const nets = same && !force ? all : wantedNets(this.model, need);
+    if (!force && same && holdsNets(this.model, cur.nets, need)) return null;
+    const nets = same && !force ? pageNets(this.model) : wantedNets(this.model, need);
     const got = await fetchModel(this.model, (got, total) => {
       this.status(`Loading ${this.model.name} … ${Math.round((100 * got) / Math.max(total, 1))}%`);
     }, nets);

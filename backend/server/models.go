@@ -147,16 +147,21 @@ func describe(name string, size int64, sum string, r io.Reader) Model {
 	if ds, ok := f.Meta["dataset"].(string); ok {
 		m.Dataset = ds
 	}
-	seen := map[string]bool{}
-	for _, t := range f.Tensors {
-		if p, _, ok := strings.Cut(t.Name, "/"); ok && !seen[p] {
-			seen[p] = true
-			m.Nets = append(m.Nets, p)
-		}
-	}
-	sort.Strings(m.Nets)
+	m.Nets = netsOf(f)
 	m.Kind = f.Arch.Kind
 	return m
+}
+
+// netsOf lists the networks of a model file, sorted: the prefixes before "/" of its tensor names.
+func netsOf(f *weights.File) []string {
+	nets := []string{}
+	for _, t := range f.Tensors {
+		if p, _, ok := strings.Cut(t.Name, "/"); ok && !slices.Contains(nets, p) {
+			nets = append(nets, p)
+		}
+	}
+	sort.Strings(nets)
+	return nets
 }
 
 // isGenerator reports whether a described file is a generative model the page can sample (it has

@@ -78,23 +78,16 @@ func (sc *subsetCache) subsetOf(key string, f *os.File, st fs.FileInfo, nets []s
 	if err != nil {
 		return nil, err
 	}
-	has := map[string]bool{}
-	var kept []weights.Tensor
-	for _, t := range file.Tensors {
-		p, _, _ := strings.Cut(t.Name, "/")
-		has[p] = true
-		if slices.Contains(nets, p) {
-			kept = append(kept, t)
+	has := netsOf(file)
+	for _, n := range nets {
+		if !slices.Contains(has, n) {
+			return nil, fmt.Errorf("the file has no network %q (it has %s)", n, strings.Join(has, ", "))
 		}
 	}
-	for _, n := range nets {
-		if !has[n] {
-			var names []string
-			for p := range has {
-				names = append(names, p)
-			}
-			slices.Sort(names)
-			return nil, fmt.Errorf("the file has no network %q (it has %s)", n, strings.Join(names, ", "))
+	var kept []weights.Tensor
+	for _, t := range file.Tensors {
+		if p, _, ok := strings.Cut(t.Name, "/"); ok && slices.Contains(nets, p) {
+			kept = append(kept, t)
 		}
 	}
 	file.Tensors = kept
