@@ -55,6 +55,29 @@ func TestDistillFromModelFile(t *testing.T) {
 		usageCase{[]string{"--distill-from", filepath.Join(dir, "none.msgpack")}, "none.msgpack"})
 }
 
+// TestDistillDMDFromModelFile: --distill-method dmd trains the file's generator further by
+// distribution matching (asbm.DMD) and leaves every other network bit for bit; its phase line says so;
+// bad DMD flags are usage errors.
+func TestDistillDMDFromModelFile(t *testing.T) {
+	dir := t.TempDir()
+	src := clitest.TrainTiny(t, dir)
+	before := readWeights(t, src)
+	after := readWeights(t, trainFile(t, dir, "run1", "--distill-from", src, "--keep-weights", "--distill-method", "dmd",
+		"--dmd-lr", "1e-3", "--dmd-fake-steps", "2", "--distill-epochs", "2"))
+	for i, tb := range before.Tensors {
+		same := tb.Name == after.Tensors[i].Name && bytes.Equal(tb.Data, after.Tensors[i].Data)
+		if strings.HasPrefix(tb.Name, modelfile.Gen) == same {
+			t.Errorf("%s: unchanged = %v after 2 DMD epochs", tb.Name, same)
+		}
+	}
+	if log, _ := after.MetaString("training"); !strings.Contains(log, "\ndistill (DMD): 2 epochs") || !strings.Contains(log, "2 fake-score steps, lr 0.001") {
+		t.Errorf("training metadata:\n%s", log)
+	}
+	assertUsageErrors(t,
+		usageCase{[]string{"--distill-from", src, "--distill-method", "sds", "--run", filepath.Join(dir, "run2")}, "--distill-method is regress or dmd"},
+		usageCase{[]string{"--distill-from", src, "--distill-method", "dmd", "--dmd-lr", "-1", "--run", filepath.Join(dir, "run3")}, "--dmd-lr"})
+}
+
 // trainFile runs `backend train` with args into the run folder dir/run and returns the path of the
 // model file it writes (dir/run.msgpack).
 func trainFile(t *testing.T, dir, run string, args ...string) string {

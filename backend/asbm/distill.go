@@ -20,8 +20,9 @@ type DistillConfig struct {
 }
 
 // DefaultDistill is a regression-distillation setting for the toys: 100-step Heun teacher samples,
-// 50,000 fresh pairs per epoch at batch 128. (The official code's DMD-style scheme, asbm.md §4.2, is
-// not this; §4.3(a) is the simpler fallback the project implements.)
+// 50,000 fresh pairs per epoch at batch 128. (The official code's scheme, asbm.md §4.2, is DMD;
+// §4.3(a) is its simpler fallback, DMD the project's implementation of §4.2. The regression imitates
+// the PF-ODE, which plateaus; DMD imitates the score network's process.)
 func DefaultDistill() DistillConfig {
 	return DistillConfig{VP: PaperVP(), Samples: 50000, Batch: 128, ODESteps: 100, Epochs: 100,
 		SimBatch: DefaultSimBatch, Seed: 917}

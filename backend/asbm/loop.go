@@ -18,6 +18,7 @@ const (
 	PhaseBM      Phase = "BM"      // stage 2, bridge matching (asbm.md §3.2)
 	PhaseDSM     Phase = "DSM"     // memoryless baseline, denoising score matching (asbm.md §3.2)
 	PhaseDistill Phase = "distill" // one-step generator regression (asbm.md §4.3(a))
+	PhaseDMD     Phase = "DMD"     // one-step generator by distribution matching (asbm.md §4.2, DMD)
 )
 
 // DataFunc fills dst (a whole number of rows of the data dimension) with fresh data samples x0 drawn
@@ -29,6 +30,7 @@ type EpochStats struct {
 	Epoch     int     // index of the epoch just run, from 0
 	Phase     Phase   // what it regressed
 	Loss      float64 // mean of the Step losses (the code's MeanMetric over steps)
+	FakeLoss  float64 // DMD: mean of the fake score's bridge-matching losses
 	Steps     int     // optimiser steps taken
 	Examples  int     // rows regressed on (Σ batch sizes)
 	BufferLen int     // stage 1: rows in the replay buffer during the pass

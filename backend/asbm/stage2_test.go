@@ -134,7 +134,7 @@ func TestDistillGaussian(t *testing.T) {
 	}
 }
 
-// TestLoopsResume: Stage2, Baseline and Distill resumed from a mid-run checkpoint into fresh models
+// TestLoopsResume: Stage2, Baseline, Distill and DMD resumed from a mid-run checkpoint into fresh models
 // continue bit-identically.
 func TestLoopsResume(t *testing.T) {
 	data := gaussData([]float64{1, -1}, 2)
@@ -163,6 +163,15 @@ func TestLoopsResume(t *testing.T) {
 			gen := newLinModel(2, 1, 1e-2, 0.9)
 			cfg := asbm.DistillConfig{VP: asbm.PaperVP(), Samples: 300, Batch: 64, ODESteps: 4, Epochs: 5, SimBatch: 128, Seed: 3}
 			l, err := asbm.NewDistill(cfg, teacher, control, gen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l, gen
+		},
+		"dmd": func() (loop, *linModel) {
+			gen := newLinModel(2, 1, 1e-2, 0.9)
+			cfg := asbm.DMDConfig{VP: asbm.PaperVP(), Batch: 64, GenSteps: 3, FakeSteps: 2, Epochs: 5, TMin: 0.02, TMax: 0.98, Seed: 4}
+			l, err := asbm.NewDMD(cfg, teacher, newLinModel(2, 3, 1e-2, 0.9), gen)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,6 +226,14 @@ func TestLoopErrors(t *testing.T) {
 	}
 	if _, err := asbm.NewDistill(asbm.DefaultDistill(), nil, nil, sc); err == nil {
 		t.Error("distill without a teacher: want an error")
+	}
+	if _, err := asbm.NewDMD(asbm.DefaultDMD(), sc, nil, sc); err == nil {
+		t.Error("DMD without a fake score: want an error")
+	}
+	badDMD := asbm.DefaultDMD()
+	badDMD.TMin = 0
+	if _, err := asbm.NewDMD(badDMD, sc, sc, sc); err == nil {
+		t.Error("DMD with TMin 0: want an error")
 	}
 	bad := asbm.DefaultDistill()
 	bad.ODESteps = 0

@@ -46,6 +46,11 @@ type s2Flags struct{ Epochs, Couplings, Passes, ForwardNFE int }
 type distillFlags struct {
 	Epochs, Samples, ODESteps, Passes int
 	EMA                               float64
+	// Method is "regress" (PF-ODE pairs, asbm.md §4.3(a); empty in checkpoints from before the
+	// flag) or "dmd" (distribution matching on the bridge, §4.2, asbm.DMD).
+	Method    string  `json:",omitempty"`
+	DMDLR     float64 `json:",omitempty"` // DMD learning rate of the generator and the fake score (0: --lr)
+	FakeSteps int     `json:",omitempty"` // DMD fake-score steps per generator step (0: 5)
 }
 
 // The training Phases in order. Each finished phase leaves its network under "final/<net>/" in the
@@ -63,7 +68,7 @@ func DefaultConfig() Config {
 		S1: s1Flags{MaxEpochs: 200, AMEpochs: 15, CMEpochs: 5, EvalStart: 60, EvalSamples: 8192,
 			Resample: 4096, Buffer: 20000, ForwardNFE: 50, CMNFE: 100},
 		S2:      s2Flags{Epochs: 200, Couplings: 8192, Passes: 4, ForwardNFE: 20},
-		Distill: distillFlags{Epochs: 40, Samples: 4096, ODESteps: 32, Passes: 4, EMA: 0.99},
+		Distill: distillFlags{Epochs: 40, Samples: 4096, ODESteps: 32, Passes: 4, EMA: 0.99, Method: "regress"},
 	}
 }
 
@@ -94,7 +99,7 @@ func DefaultImageConfig(spec string, c, size int) Config {
 	cfg.S1 = s1Flags{MaxEpochs: 100, AMEpochs: 15, CMEpochs: 5, EvalStart: 40, EvalSamples: 1024,
 		Resample: 1024, Buffer: 20000, ForwardNFE: 20, CMNFE: 20}
 	cfg.S2 = s2Flags{Epochs: 40, Couplings: 2048, Passes: 2, ForwardNFE: 20}
-	cfg.Distill = distillFlags{Epochs: 20, Samples: 1024, ODESteps: 16, Passes: 2, EMA: 0.99}
+	cfg.Distill = distillFlags{Epochs: 20, Samples: 1024, ODESteps: 16, Passes: 2, EMA: 0.99, Method: "regress"}
 	return cfg
 }
 
@@ -165,6 +170,11 @@ func bindTrainFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.Distill.ODESteps, "distill-ode-steps", c.Distill.ODESteps, "Heun steps of the teacher PF-ODE")
 	fs.IntVar(&c.Distill.Passes, "distill-passes", c.Distill.Passes, "passes over each epoch's teacher pairs")
 	fs.Float64Var(&c.Distill.EMA, "distill-ema", c.Distill.EMA, "EMA decay of the generator (it takes few steps)")
+	fs.StringVar(&c.Distill.Method, "distill-method", c.Distill.Method, "regress (on PF-ODE pairs) or dmd (distribution matching "+
+		"against the score network, the official code's scheme: no PF-ODE, whose plateau the regression inherits; "+
+		"--distill-samples is then the generator's examples per epoch)")
+	fs.Float64Var(&c.Distill.DMDLR, "dmd-lr", c.Distill.DMDLR, "dmd: learning rate of the generator and the fake score (0: --lr)")
+	fs.IntVar(&c.Distill.FakeSteps, "dmd-fake-steps", c.Distill.FakeSteps, "dmd: fake-score steps per generator step (0: 5, the code's)")
 }
 
 // trainFlagSet returns the train verb's flags bound to c and to the run options.

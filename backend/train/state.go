@@ -97,6 +97,9 @@ func LoadState(path string) (*State, error) {
 	if st.Config.Distill.EMA == 0 {
 		st.Config.Distill.EMA = st.Config.EMA
 	}
+	if st.Config.Distill.Method == "" {
+		st.Config.Distill.Method = "regress"
+	}
 	st.Phase, _ = f.MetaString("phase")
 	st.Out, _ = f.MetaString("out") // "" in checkpoints from before it was stored: the default path
 	if s, _ := f.MetaString("f16"); s == "true" {

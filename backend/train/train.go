@@ -222,6 +222,12 @@ func (c Config) validate() error {
 	if !(c.LR > 0 && c.LR < 1) || !(c.EMA >= 0 && c.EMA < 1) || !(c.Distill.EMA >= 0 && c.Distill.EMA < 1) {
 		return cli.Usagef("--lr must be in (0, 1), --ema and --distill-ema in [0, 1)")
 	}
+	if m := c.Distill.Method; m != "regress" && m != "dmd" {
+		return cli.Usagef("--distill-method is regress or dmd, got %q", m)
+	}
+	if !(c.Distill.DMDLR >= 0 && c.Distill.DMDLR < 1) || c.Distill.FakeSteps < 0 {
+		return cli.Usagef("--dmd-lr must be in [0, 1) and --dmd-fake-steps ≥ 0")
+	}
 	if !c.sigmaScaled() && c.ScoreScale != "" && c.ScoreScale != "raw" {
 		return cli.Usagef("--score-scale is sigma or raw, got %q", c.ScoreScale)
 	}

@@ -300,6 +300,9 @@ func (tr *trainer) runPhase() error {
 		// The generator starts from the teacher score's EMA weights (asbm.md §4.2: s_ω ← s_ψ).
 		gcfg := c.opt()
 		gcfg.EMADecay = c.Distill.EMA
+		if c.Distill.Method == "dmd" && c.Distill.DMDLR > 0 {
+			gcfg.LR = c.Distill.DMDLR
+		}
 		g, err := tr.warmModel(s.EMAParams(), gcfg)
 		if err != nil {
 			return err
@@ -307,6 +310,13 @@ func (tr *trainer) runPhase() error {
 		off, err := tr.warmStart("g", g)
 		if err != nil {
 			return err
+		}
+		if c.Distill.Method == "dmd" {
+			l, total, finish, err = tr.dmd(s, g, off)
+			if err != nil {
+				return err
+			}
+			break
 		}
 		cfg := asbm.DefaultDistill()
 		cfg.VP, cfg.Seed, cfg.Batch = c.vp(), c.Seed+3+off, c.Batch
@@ -356,7 +366,7 @@ func (tr *trainer) runPhase() error {
 			// per-stage log.
 			bar.Clear()
 			fmt.Fprintf(tr.log, "%s epoch %d %s loss %.5g steps %d buffer %d time %s%s\n", tr.st.Phase, stats.Epoch, stats.Phase,
-				stats.Loss, stats.Steps, stats.BufferLen, time.Since(epochStart).Round(100*time.Millisecond), terminalNote(stats.Terminal))
+				stats.Loss, stats.Steps, stats.BufferLen, time.Since(epochStart).Round(100*time.Millisecond), terminalNote(stats.Terminal)+fakeNote(stats))
 		}
 		if math.IsNaN(stats.Loss) {
 			return fmt.Errorf("%s epoch %d: loss is NaN; the last good checkpoint is %s", tr.st.Phase, stats.Epoch, tr.ckpt)

@@ -18,7 +18,8 @@ TOY = dict(seed=917, lr=1e-3, ema=0.999, batch=512, beta0=0.1, beta1=4.0, baseli
            stage1_epochs=200, am_epochs=15, cm_epochs=5, eval_start=60, eval_samples=8192, resample=4096,
            buffer=20000, forward_nfe=50, cm_nfe=100,
            stage2_epochs=200, couplings=8192, stage2_passes=4, stage2_nfe=20,
-           distill_epochs=40, distill_samples=4096, distill_ode_steps=32, distill_passes=4, distill_ema=0.99)
+           distill_epochs=40, distill_samples=4096, distill_ode_steps=32, distill_passes=4, distill_ema=0.99,
+           distill_method="regress", dmd_lr=0.0, dmd_fake_steps=0)
 # Images: the score-type networks output σ_t·s (engine.SigmaScaled), as in DefaultImageConfig.
 IMAGE = dict(TOY, score_scale="sigma", lr=2e-4, batch=64, hidden=0, layers=0, fourier=16, base=16, mults=[1, 2, 2],
              res_blocks=1, groups=8, time_emb=64,
@@ -59,6 +60,9 @@ FLAGS = [
     ("distill-ode-steps", int, "Heun steps of the teacher PF-ODE"),
     ("distill-passes", int, "passes over each epoch's teacher pairs"),
     ("distill-ema", float, "EMA decay of the generator"),
+    ("distill-method", str, "regress (on PF-ODE pairs); backend train's dmd is not implemented here"),
+    ("dmd-lr", float, "backend train's --distill-method dmd only (kept so its commands parse)"),
+    ("dmd-fake-steps", int, "backend train's --distill-method dmd only (kept so its commands parse)"),
     ("sim-batch", int, f"rows per simulation chunk, the unit spread over processes (default {SIM_BATCH})"),
 ]
 KEYS = [f.replace("-", "_") for f, _, _ in FLAGS]
@@ -98,6 +102,9 @@ def build(args, data, stored=None):
     image = data.shape != (2,)
     v = dict(stored) if stored else dict(IMAGE if image else TOY, sim_batch=SIM_BATCH)
     v.setdefault("score_scale", "raw")  # a run stored before --score-scale existed is raw (Config.ScoreScale "")
+    v.setdefault("distill_method", "regress")  # likewise before --distill-method
+    v.setdefault("dmd_lr", 0.0)
+    v.setdefault("dmd_fake_steps", 0)
     for k in KEYS:
         if getattr(args, k) is not None:
             v[k] = getattr(args, k)
@@ -126,6 +133,9 @@ def validate(c):
         raise ValueError("--forward-nfe, --cm-nfe and --stage2-nfe count time points and must be ≥ 2")
     if not (0 < c.lr < 1) or not (0 <= c.ema < 1) or not (0 <= c.distill_ema < 1):
         raise ValueError("--lr must be in (0, 1), --ema and --distill-ema in [0, 1)")
+    if c.distill_method != "regress":
+        raise ValueError(f"--distill-method {c.distill_method!r}: this trainer distils by regression only "
+                         "(backend train --distill-method dmd has distribution matching)")
     if c.score_scale not in ("sigma", "raw"):
         raise ValueError(f"--score-scale is sigma or raw, got {c.score_scale!r}")
     c.vp, c.base_vp  # VP validates itself
@@ -155,7 +165,8 @@ def go_json(c, spec):
         "stage2": {"Epochs": c.stage2_epochs, "Couplings": c.couplings, "Passes": c.stage2_passes,
                    "ForwardNFE": c.stage2_nfe},
         "distill": {"Epochs": c.distill_epochs, "Samples": c.distill_samples, "ODESteps": c.distill_ode_steps,
-                    "Passes": c.distill_passes, "EMA": c.distill_ema}})
+                    "Passes": c.distill_passes, "EMA": c.distill_ema,
+                    "Method": c.distill_method, "DMDLR": c.dmd_lr, "FakeSteps": c.dmd_fake_steps}})
 
 
 def flags_of(c):
