@@ -49,9 +49,9 @@ func (c DMDConfig) Validate() error {
 //
 // Deviations from the code, for a workstation budget: no regression term on stored PF-ODE pairs
 // (the 0.1·L_reg of §4.2; the pairs are what this scheme avoids), and the generator's step is
-// DMD's (Yin et al. 2024, Eq. 8): the x0-prediction difference through p^base_{t|0}, normalised by
-// the mean |G(z) − x̂0_teacher| (over the batch, where DMD takes it per image), in place of the code's weight 0.9 b_t + 0.1 on the raw
-// score difference, so one learning rate serves every t. Pass a generator warm-started from a
+// DMD's (Yin et al. 2024): the x0-prediction difference through p^base_{t|0}, normalised by the
+// mean |G(z) − x̂0_teacher| (over the batch, where DMD takes it per image), in place of the code's
+// weight 0.9 b_t + 0.1 on the raw score difference, so one learning rate serves every t. Pass a generator warm-started from a
 // regression-distilled one or from the teacher, and a fake score warm-started from the teacher
 // (the code initialises both from s_ψ).
 type DMD struct {
