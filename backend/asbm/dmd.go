@@ -145,11 +145,7 @@ func DMDTuple(vp VP, gen, teacher, fake Net, z []float32, dim int, lo, hi float6
 	if err != nil {
 		return Tuple{}, err
 	}
-	t := make([]float32, n)
-	r := noise.Rand()
-	for i := range t {
-		t[i] = float32(lo + (hi-lo)*r.Float64())
-	}
+	t := sampleTimes(n, lo, hi, noise)
 	xt := bridgeSample(vp, t, x0, z, noise.Normal(len(z)), dim)
 	sr := make([]float32, len(z))
 	sf := make([]float32, len(z))

@@ -20,13 +20,14 @@ type Tuple struct {
 // Rows is the number of rows of the tuple.
 func (tp Tuple) Rows() int { return len(tp.T) }
 
-// sampleTimes draws n times uniform on [lo, 1] as the code does, lo + (1−lo)·U (matchers.py
-// Matcher.sample_t), rounded to float32 once so the network and the closed forms see the same t.
-func sampleTimes(n int, lo float64, noise *Noise) []float32 {
+// sampleTimes draws n times uniform on [lo, hi] as the code does, lo + (hi−lo)·U (matchers.py
+// Matcher.sample_t, where hi = 1), rounded to float32 once so the network and the closed forms see
+// the same t.
+func sampleTimes(n int, lo, hi float64, noise *Noise) []float32 {
 	t := make([]float32, n)
 	r := noise.Rand()
 	for i := range t {
-		t[i] = float32(r.Float64()*(1-lo) + lo)
+		t[i] = float32(r.Float64()*(hi-lo) + lo)
 	}
 	return t
 }
@@ -104,7 +105,7 @@ func AMTuple(vp VP, x0, x1, a1 []float32, dim int, noise *Noise) (Tuple, error) 
 	if err != nil {
 		return Tuple{}, fmt.Errorf("AM tuple: %w", err)
 	}
-	t := sampleTimes(n, 0, noise)
+	t := sampleTimes(n, 0, 1, noise)
 	xt := bridgeSample(vp, t, x0, x1, noise.Normal(len(x0)), dim)
 	y := make([]float32, len(x0))
 	for i, ti := range t {
@@ -169,7 +170,7 @@ func BMTuple(vp VP, x0, x1 []float32, dim int, noise *Noise) (Tuple, error) {
 	if err != nil {
 		return Tuple{}, fmt.Errorf("BM tuple: %w", err)
 	}
-	t := sampleTimes(n, MinT, noise)
+	t := sampleTimes(n, MinT, 1, noise)
 	xt := bridgeSample(vp, t, x0, x1, noise.Normal(len(x0)), dim)
 	w := make([]float32, n)
 	y := make([]float32, len(x0))
@@ -195,7 +196,7 @@ func DSMTuple(vp VP, x0 []float32, dim int, noise *Noise) (Tuple, error) {
 	if err != nil {
 		return Tuple{}, fmt.Errorf("DSM tuple: %w", err)
 	}
-	t := sampleTimes(n, MinT, noise)
+	t := sampleTimes(n, MinT, 1, noise)
 	eps := noise.Normal(len(x0))
 	xt := make([]float32, len(x0))
 	w := make([]float32, n)

@@ -14,9 +14,7 @@ import (
 func (tr *trainer) dmd(s, g EngineModel, off uint64) (loop, int, func() error, error) {
 	c := tr.st.Config
 	fcfg := c.opt()
-	if c.Distill.DMDLR > 0 {
-		fcfg.LR = c.Distill.DMDLR
-	}
+	fcfg.LR = c.distillLR()
 	fake, err := tr.warmModel(s.EMAParams(), fcfg)
 	if err != nil {
 		return nil, 0, nil, err
@@ -39,6 +37,15 @@ func (tr *trainer) dmd(s, g EngineModel, off uint64) (loop, int, func() error, e
 		return nil
 	}
 	return d, cfg.Epochs, finish, nil
+}
+
+// distillLR is the distillation's learning rate: --dmd-lr for DMD's generator and fake score when
+// given, else --lr.
+func (c Config) distillLR() float64 {
+	if c.Distill.Method == "dmd" && c.Distill.DMDLR > 0 {
+		return c.Distill.DMDLR
+	}
+	return c.LR
 }
 
 // fakeNote is the DMD fake score's loss for the epoch log line.

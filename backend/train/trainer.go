@@ -299,10 +299,7 @@ func (tr *trainer) runPhase() error {
 		}
 		// The generator starts from the teacher score's EMA weights (asbm.md §4.2: s_ω ← s_ψ).
 		gcfg := c.opt()
-		gcfg.EMADecay = c.Distill.EMA
-		if c.Distill.Method == "dmd" && c.Distill.DMDLR > 0 {
-			gcfg.LR = c.Distill.DMDLR
-		}
+		gcfg.EMADecay, gcfg.LR = c.Distill.EMA, c.distillLR()
 		g, err := tr.warmModel(s.EMAParams(), gcfg)
 		if err != nil {
 			return err
